@@ -1,0 +1,1 @@
+"""memory_implementations: six memory tiers and an orchestrator for LLM context."""

@@ -1,0 +1,359 @@
+"""A local HTTP server speaking OpenAI's and Gemini's wire protocols, with scriptable failures.
+
+Used by the provider tests to drive the real ``openai`` and ``google-genai`` SDKs without a network:
+
+* OpenAI: ``POST /v1/embeddings`` and ``POST /v1/chat/completions`` (``response_format`` text,
+  ``json_object`` and ``json_schema``).
+* Gemini: ``POST /{v1,v1beta}/models/{model}:generateContent``, ``:embedContent`` and
+  ``:batchEmbedContents``.
+
+Embeddings are deterministic: the sha256 of the text seeds a normal vector, L2-normalised, of the
+requested dimension (``dimensions`` / ``outputDimensionality``, else ``default_dim``). Failures are
+queued with :meth:`ProtocolServer.fail_next` and consumed one per request, in order.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+
+_GEMINI_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+_GEMINI_PATH = re.compile(r"^/(v1|v1beta)/models/(?P<model>[^:/]+):(?P<method>generateContent|embedContent|batchEmbedContents)$")
+
+
+def fake_embedding(text: str, dim: int) -> list[float]:
+    """Deterministic unit vector for ``text``: sha256-seeded normal draws, L2-normalised."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    vec = np.random.default_rng(seed).standard_normal(dim)
+    vec /= np.linalg.norm(vec)
+    return [float(x) for x in vec]
+
+
+@dataclass
+class Fault:
+    """One scripted failure: an HTTP status (with optional Retry-After) or a malformed body."""
+
+    status: int = 500
+    retry_after: str | None = None
+    malformed: bool = False
+    body: str | None = None
+
+
+@dataclass
+class RecordedRequest:
+    """A request the server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    answered: int = 0
+
+
+@dataclass
+class ServerState:
+    """Everything a test scripts or inspects; guarded by ``lock``."""
+
+    default_dim: int = 1536
+    force_dim: int | None = None
+    required_key: str | None = None
+    faults: deque[Fault] = field(default_factory=deque)
+    replies: deque[str] = field(default_factory=deque)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence stderr
+        return
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        state = self.server.state
+        record = RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        with state.lock:
+            state.requests.append(record)
+            fault = state.faults.popleft() if state.faults else None
+        gemini = _GEMINI_PATH.match(self.path.split("?")[0])
+        if fault is not None:
+            record.answered = fault.status
+            self._fault(fault, gemini=gemini is not None)
+            return
+        if state.required_key is not None and self._key() != state.required_key:
+            record.answered = 401
+            self._error(401, "Incorrect API key provided.", gemini=gemini is not None)
+            return
+        try:
+            if self.path == "/v1/embeddings":
+                payload = self._openai_embeddings(body)
+            elif self.path == "/v1/chat/completions":
+                payload = self._openai_chat(body)
+            elif gemini is not None:
+                payload = self._gemini(gemini.group("model"), gemini.group("method"), body)
+            else:
+                record.answered = 404
+                self._error(404, f"no route {self.path}", gemini=False)
+                return
+        except (KeyError, TypeError, ValueError) as exc:
+            record.answered = 400
+            self._error(400, f"bad request: {exc!r}", gemini=gemini is not None)
+            return
+        record.answered = 200
+        self._send(200, json.dumps(payload).encode())
+
+    # --- protocol bodies -------------------------------------------------------------------------
+
+    def _dim(self, requested: Any) -> int:
+        state = self.server.state
+        if state.force_dim is not None:
+            return state.force_dim
+        return int(requested) if requested else state.default_dim
+
+    def _openai_embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        inputs = body["input"]
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        dim = self._dim(body.get("dimensions"))
+        data = []
+        for i, text in enumerate(inputs):
+            vec = fake_embedding(str(text), dim)
+            if body.get("encoding_format") == "base64":
+                emb: Any = base64.b64encode(np.asarray(vec, dtype=np.float32).tobytes()).decode()
+            else:
+                emb = vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        tokens = sum(len(str(t).split()) for t in inputs)
+        return {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    def _reply_text(self, messages_text: str, schema: dict[str, Any] | None, json_mode: bool) -> str:
+        with self.server.state.lock:
+            scripted = self.server.state.replies.popleft() if self.server.state.replies else None
+        if scripted is not None:
+            return scripted
+        if schema is not None:
+            return json.dumps(sample_for_schema(schema))
+        if json_mode:
+            return json.dumps({"echo": messages_text})
+        return f"echo: {messages_text}"
+
+    def _openai_chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        messages = body["messages"]
+        last = str(messages[-1]["content"]) if messages else ""
+        fmt = body.get("response_format") or {}
+        schema = fmt.get("json_schema", {}).get("schema") if fmt.get("type") == "json_schema" else None
+        text = self._reply_text(last, schema, fmt.get("type") == "json_object")
+        return {
+            "id": "chatcmpl-local",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+
+    def _gemini(self, model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        if method == "embedContent":
+            text = _gemini_text(body["content"])
+            return {"embedding": {"values": fake_embedding(text, self._dim(body.get("outputDimensionality")))}}
+        if method == "batchEmbedContents":
+            out = []
+            for req in body["requests"]:
+                out.append({"values": fake_embedding(_gemini_text(req["content"]), self._dim(req.get("outputDimensionality")))})
+            return {"embeddings": out}
+        contents = body["contents"]
+        last = _gemini_text(contents[-1]) if contents else ""
+        gen = body.get("generationConfig") or {}
+        schema = gen.get("responseSchema") or gen.get("responseJsonSchema")
+        text = self._reply_text(last, schema, gen.get("responseMimeType") == "application/json")
+        return {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
+            "modelVersion": model,
+        }
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def _key(self) -> str | None:
+        auth = self.headers.get("Authorization")
+        if auth and auth.lower().startswith("bearer "):
+            return auth[7:]
+        return self.headers.get("x-goog-api-key")
+
+    def _fault(self, fault: Fault, *, gemini: bool) -> None:
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        if fault.malformed:
+            self._send(200, (fault.body or '{"data": [ this is not json').encode(), headers)
+            return
+        if fault.body is not None:
+            self._send(fault.status, fault.body.encode(), headers)
+            return
+        self._error(fault.status, f"scripted failure {fault.status}", gemini=gemini, headers=headers)
+
+    def _error(self, status: int, message: str, *, gemini: bool, headers: dict[str, str] | None = None) -> None:
+        if gemini:
+            payload: dict[str, Any] = {
+                "error": {"code": status, "message": message, "status": _GEMINI_STATUS.get(status, "UNKNOWN")}
+            }
+        else:
+            payload = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+        self._send(status, json.dumps(payload).encode(), headers)
+
+    def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _gemini_text(content: dict[str, Any]) -> str:
+    return "".join(str(part.get("text", "")) for part in content.get("parts", []))
+
+
+def sample_for_schema(schema: dict[str, Any]) -> Any:
+    """A minimal JSON value that satisfies a (simple) JSON schema."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    kind = str(kind).lower() if kind else "object"
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: sample_for_schema(sub) for name, sub in props.items()}
+    if kind == "array":
+        return []
+    if kind == "string":
+        return "sample"
+    if kind in ("number", "integer"):
+        return 1
+    if kind == "boolean":
+        return True
+    return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: ServerState) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+
+
+class ProtocolServer:
+    """Runs the fake OpenAI + Gemini server on a loopback port in a background thread."""
+
+    def __init__(self, *, default_dim: int = 1536) -> None:
+        self.state = ServerState(default_dim=default_dim)
+        self._server = _Server(self.state)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="protocol-server", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` (Gemini base URL)."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """The OpenAI SDK's ``base_url``: ``<base>/v1``."""
+        return f"{self.base_url}/v1"
+
+    def start(self) -> ProtocolServer:
+        """Start serving."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reset(self) -> None:
+        """Forget requests, faults, scripted replies and overrides."""
+        with self.state.lock:
+            self.state.faults.clear()
+            self.state.replies.clear()
+            self.state.requests.clear()
+            self.state.force_dim = None
+            self.state.required_key = None
+
+    def fail_next(self, n: int = 1, status: int = 500, *, retry_after: str | None = None, body: str | None = None) -> None:
+        """Answer the next ``n`` requests with ``status`` (optionally ``Retry-After`` / a raw body)."""
+        with self.state.lock:
+            self.state.faults.extend(Fault(status=status, retry_after=retry_after, body=body) for _ in range(n))
+
+    def malformed_next(self, n: int = 1, body: str | None = None) -> None:
+        """Answer the next ``n`` requests with 200 and a body that is not valid JSON (or ``body``)."""
+        with self.state.lock:
+            self.state.faults.extend(Fault(status=200, malformed=True, body=body) for _ in range(n))
+
+    def reply_next(self, *texts: str) -> None:
+        """Script the content of the next chat / generateContent answers."""
+        with self.state.lock:
+            self.state.replies.extend(texts)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of the requests received so far."""
+        with self.state.lock:
+            return list(self.state.requests)
+
+    def requests_to(self, fragment: str) -> list[RecordedRequest]:
+        """Requests whose path contains ``fragment``."""
+        return [r for r in self.requests if fragment in r.path]
+
+
+@pytest.fixture(scope="session")
+def _protocol_server_session() -> Iterator[ProtocolServer]:
+    server = ProtocolServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def protocol_server(_protocol_server_session: ProtocolServer) -> Iterator[ProtocolServer]:
+    """The session's protocol server, reset before each test."""
+    _protocol_server_session.reset()
+    yield _protocol_server_session
+    _protocol_server_session.reset()
