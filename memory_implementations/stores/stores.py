@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 import redis.asyncio as aioredis
@@ -12,6 +13,7 @@ import structlog
 from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool
 
+from ..background import BackgroundWorker
 from ..config import MemoryConfig
 from ..errors import BackendUnavailable
 from ..types import Stopwatch
@@ -20,6 +22,7 @@ from .keys import KeyBuilder
 from .migrations import DEFAULT_DIM, MigrationReport, migrate
 
 log = structlog.get_logger("memory_implementations.stores")
+T = TypeVar("T")
 
 
 @dataclass
@@ -35,7 +38,15 @@ class Stores:
     embedded_redis: embedded.EmbeddedRedis | None = None
     embedded_postgres: embedded.EmbeddedPostgres | None = None
     migration: MigrationReport | None = None
+    worker: BackgroundWorker = field(default_factory=BackgroundWorker)
+    _shared: dict[str, Any] = field(default_factory=dict, repr=False)
     _closed: bool = field(default=False, repr=False)
+
+    def shared(self, name: str, factory: Callable[[], T]) -> T:
+        """One object per name per Stores (e.g. the embedder), built by ``factory`` on first use."""
+        if name not in self._shared:
+            self._shared[name] = factory()
+        return self._shared[name]  # type: ignore[no-any-return]
 
     @classmethod
     async def open(cls, config: MemoryConfig | dict[str, Any] | None = None, *, embedding_dim: int | None = None) -> Stores:
@@ -82,6 +93,7 @@ class Stores:
             embedded_redis=emb_redis,
             embedded_postgres=emb_pg,
             migration=report,
+            worker=BackgroundWorker(cfg.background_concurrency),
         )
         log.info(
             "stores_open",
@@ -115,6 +127,7 @@ class Stores:
         if self._closed:
             return
         self._closed = True
+        await self.worker.close()
         await self.redis.aclose()
         await self.pg.close()
 
