@@ -182,8 +182,8 @@ class StoredRef:
 
 
 @dataclass
-class MemoryContext(Mapping[str, Any]):
-    """A tier's answer to ``get_context``: typed, and readable as the seed's dict."""
+class MemoryContext:
+    """A tier's answer to ``get_context``: typed, and readable as the seed's dict (``ctx.get("messages")``)."""
 
     memory_type: MemoryType
     items: list[dict[str, Any]] = field(default_factory=list)
@@ -206,17 +206,21 @@ class MemoryContext(Mapping[str, Any]):
         out.update(self.extra)
         return out
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """Read a key of the seed-style dict view (``summary``, ``messages``, ``items``, ...)."""
+        return self.as_dict().get(key, default)
+
+    def keys(self) -> list[str]:
+        """Keys of the seed-style dict view."""
+        return list(self.as_dict())
+
     def __getitem__(self, key: str) -> Any:
         """Look a key up in the seed-style dict view."""
         return self.as_dict()[key]
 
-    def __iter__(self) -> Iterator[str]:
-        """Iterate the keys of the seed-style dict view."""
-        return iter(self.as_dict())
-
-    def __len__(self) -> int:
-        """Number of keys in the seed-style dict view."""
-        return len(self.as_dict())
+    def __contains__(self, key: object) -> bool:
+        """Whether the seed-style dict view has ``key``."""
+        return key in self.as_dict()
 
 
 @dataclass
@@ -230,7 +234,12 @@ class HealthStatus(Mapping[str, Any]):
 
     def as_dict(self) -> dict[str, Any]:
         """Return the dict view."""
-        return {"status": self.status, "latency_ms": self.latency_ms, "details": self.details, "timestamp": self.timestamp}
+        return {
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "details": self.details,
+            "timestamp": self.timestamp,
+        }
 
     def __getitem__(self, key: str) -> Any:
         """Look a key up in the dict view."""

@@ -28,6 +28,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from memory_implementations.providers.retry import RetryPolicy
+
+#: Retry settings that keep failure tests fast (waits of milliseconds, Retry-After capped at 10 ms).
+FAST_RETRIES = RetryPolicy(max_retries=3, initial_delay=0.001, max_delay=0.005, retry_after_cap=0.01, jitter=0.0)
+
 _GEMINI_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -37,7 +42,9 @@ _GEMINI_STATUS = {
     500: "INTERNAL",
     503: "UNAVAILABLE",
 }
-_GEMINI_PATH = re.compile(r"^/(v1|v1beta)/models/(?P<model>[^:/]+):(?P<method>generateContent|embedContent|batchEmbedContents)$")
+_GEMINI_PATH = re.compile(
+    r"^/(v1|v1beta)/models/(?P<model>[^:/]+):(?P<method>generateContent|embedContent|batchEmbedContents)$"
+)
 
 
 def fake_embedding(text: str, dim: int) -> list[float]:
@@ -180,7 +187,12 @@ class _Handler(BaseHTTPRequestHandler):
             "created": 0,
             "model": body["model"],
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
             ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
@@ -192,7 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "batchEmbedContents":
             out = []
             for req in body["requests"]:
-                out.append({"values": fake_embedding(_gemini_text(req["content"]), self._dim(req.get("outputDimensionality")))})
+                out.append(
+                    {"values": fake_embedding(_gemini_text(req["content"]), self._dim(req.get("outputDimensionality")))}
+                )
             return {"embeddings": out}
         contents = body["contents"]
         last = _gemini_text(contents[-1]) if contents else ""
@@ -316,7 +330,9 @@ class ProtocolServer:
             self.state.force_dim = None
             self.state.required_key = None
 
-    def fail_next(self, n: int = 1, status: int = 500, *, retry_after: str | None = None, body: str | None = None) -> None:
+    def fail_next(
+        self, n: int = 1, status: int = 500, *, retry_after: str | None = None, body: str | None = None
+    ) -> None:
         """Answer the next ``n`` requests with ``status`` (optionally ``Retry-After`` / a raw body)."""
         with self.state.lock:
             self.state.faults.extend(Fault(status=status, retry_after=retry_after, body=body) for _ in range(n))
