@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import psycopg
 import structlog
@@ -51,7 +52,11 @@ class MigrationReport:
 
 def sql_text(name: str = "database_migrations.sql") -> str:
     """The text of a bundled SQL file."""
-    return resources.files("memory_implementations").joinpath("sql", name).read_text(encoding="utf-8")
+    try:
+        return resources.files("memory_implementations").joinpath("sql", name).read_text(encoding="utf-8")
+    except (OSError, TypeError):
+        # e.g. a stale editable install that maps the package as a namespace package
+        return (Path(__file__).resolve().parent.parent / "sql" / name).read_text(encoding="utf-8")
 
 
 def embedding_type(dim: int) -> str:
@@ -83,7 +88,8 @@ async def current_version(conn: psycopg.AsyncConnection) -> int:
     """Highest applied schema version (0 when nothing is applied)."""
     if not await _scalar(conn, "SELECT to_regclass('public.memory_schema_version') IS NOT NULL"):
         return 0
-    return int(await _scalar(conn, "SELECT coalesce(max(version), 0) FROM memory_schema_version") or 0)
+    value = await _scalar(conn, "SELECT coalesce(max(version), 0) FROM memory_schema_version")
+    return int(str(value)) if value else 0
 
 
 async def existing_embedding_type(conn: psycopg.AsyncConnection) -> str | None:
@@ -117,41 +123,72 @@ async def _check_dimension(conn: psycopg.AsyncConnection, dim: int) -> str:
     return want
 
 
-async def migrate(dsn: str, *, embedding_dim: int = DEFAULT_DIM, check: bool = False) -> MigrationReport:
-    """Apply pending migrations to ``dsn`` (or, with ``check``, only report what is pending)."""
+async def migrate(dsn: str, *, embedding_dim: int | None = DEFAULT_DIM, check: bool = False) -> MigrationReport:
+    """Apply pending migrations to ``dsn`` (or, with ``check``, only report what is pending).
+
+    ``embedding_dim=None`` keeps the dimension of an existing store (``DEFAULT_DIM`` for a new one).
+    """
     try:
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=None)
-    except psycopg.OperationalError as exc:
-        raise BackendUnavailable(f"cannot connect to PostgreSQL for migrations: {exc}", field="database_url") from exc
-    async with conn:
-        await _check_pgvector(conn)
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
-        try:
-            report = MigrationReport(current_version=await current_version(conn), target_version=SCHEMA_VERSION)
-            report.embedding_type = await _check_dimension(conn, embedding_dim)
-            has_auth = bool(await _scalar(conn, "SELECT to_regprocedure('auth.uid()') IS NOT NULL"))
-            if check:
-                if not has_auth:
-                    report.notes.append("auth.uid() is absent: the Supabase auth emulation would be installed")
-                return report
-            async with conn.transaction():
-                if not has_auth:
-                    await conn.execute(sql_text("supabase_auth_emulation.sql").encode())
-                    report.auth_emulated = True
-                await conn.execute(render_migrations(embedding_dim).encode())
-                if report.auth_emulated or await _scalar(conn, "SELECT to_regrole('service_role') IS NOT NULL"):
-                    await conn.execute(sql_text("supabase_grants.sql").encode())
-            report.applied = report.current_version < SCHEMA_VERSION
-            report.current_version = await current_version(conn)
-            log.info(
-                "migrations_applied",
-                version=report.current_version,
-                embedding=report.embedding_type,
-                auth_emulated=report.auth_emulated,
-            )
+    except psycopg.Error as exc:
+        raise BackendUnavailable(
+            f"cannot connect to PostgreSQL for migrations: {_one_line(exc)}", field="database_url"
+        ) from exc
+    try:
+        return await _migrate(conn, embedding_dim, check)
+    except psycopg.Error as exc:
+        raise BackendUnavailable(f"migration failed: {_one_line(exc)}", field="database_url") from exc
+    finally:
+        await conn.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+async def _resolve_dim(conn: psycopg.AsyncConnection, embedding_dim: int | None) -> int:
+    if embedding_dim is not None:
+        return embedding_dim
+    have = await existing_embedding_type(conn)
+    match = re.fullmatch(r"(?:vector|halfvec)\((\d+)\)", have or "")
+    return int(match.group(1)) if match else DEFAULT_DIM
+
+
+async def _migrate(conn: psycopg.AsyncConnection, embedding_dim: int | None, check: bool) -> MigrationReport:
+    """The body of :func:`migrate` on an open autocommit connection."""
+    await _check_pgvector(conn)
+    await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+    try:
+        report = MigrationReport(current_version=await current_version(conn), target_version=SCHEMA_VERSION)
+        dim = await _resolve_dim(conn, embedding_dim)
+        report.embedding_type = await _check_dimension(conn, dim)
+        has_auth = bool(await _scalar(conn, "SELECT to_regprocedure('auth.uid()') IS NOT NULL"))
+        if check:
+            if not has_auth:
+                report.notes.append("auth.uid() is absent: the Supabase auth emulation would be installed")
             return report
-        finally:
+        async with conn.transaction():
+            if not has_auth:
+                await conn.execute(sql_text("supabase_auth_emulation.sql").encode())
+                report.auth_emulated = True
+            await conn.execute(render_migrations(dim).encode())
+            if report.auth_emulated or await _scalar(conn, "SELECT to_regrole('service_role') IS NOT NULL"):
+                await conn.execute(sql_text("supabase_grants.sql").encode())
+        report.applied = report.current_version < SCHEMA_VERSION
+        report.current_version = await current_version(conn)
+        log.info(
+            "migrations_applied",
+            version=report.current_version,
+            embedding=report.embedding_type,
+            auth_emulated=report.auth_emulated,
+            applied=report.applied,
+        )
+        return report
+    finally:
+        try:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+        except psycopg.Error:  # a broken connection releases its session locks when it closes
+            log.warning("migration_unlock_failed")
 
 
 __all__ = ["SCHEMA_VERSION", "MigrationReport", "embedding_type", "migrate", "render_migrations", "sql_text"]

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 import structlog
 from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool
@@ -46,7 +48,7 @@ class Stores:
         """One object per name per Stores (e.g. the embedder), built by ``factory`` on first use."""
         if name not in self._shared:
             self._shared[name] = factory()
-        return self._shared[name]  # type: ignore[no-any-return]
+        return self._shared[name]
 
     @classmethod
     async def open(cls, config: MemoryConfig | dict[str, Any] | None = None, *, embedding_dim: int | None = None) -> Stores:
@@ -152,6 +154,9 @@ def _redis_client(cfg: MemoryConfig, url: str | None, emb: embedded.EmbeddedRedi
         "socket_timeout": 2.0,
         "socket_connect_timeout": 2.0,
         "health_check_interval": 30,
+        # fail fast when Redis is down (the default policy waits ~4.5 s per command): PostgreSQL is the
+        # record, so a dead cache should cost milliseconds, not seconds
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2),
     }
     if emb is not None:
         return aioredis.Redis(unix_socket_path=emb.socket_path, **common)
