@@ -200,7 +200,8 @@ BEGIN
                              'memory_entity_attribute_history', 'memory_entity_relationships']
     LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = t AND policyname = 'tenant_isolation') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = current_schema()
+                       AND tablename = t AND policyname = 'tenant_isolation') THEN
             EXECUTE format(
                 'CREATE POLICY tenant_isolation ON %I FOR ALL TO authenticated '
                 'USING ((SELECT auth.uid())::text = user_id) WITH CHECK ((SELECT auth.uid())::text = user_id)', t);

@@ -14,7 +14,13 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from .errors import ConfigError
 from .types import MemoryType
@@ -143,6 +149,11 @@ class MemoryConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Code > environment > TOML file > defaults."""
+        if isinstance(env_settings, EnvSettingsSource):
+            # Only MEMORY_* and the conventional names (REDIS_URL, ...): with populate_by_name the env
+            # source would also read bare field names (LOG_LEVEL, NAMESPACE, DATA_DIR ...), and the
+            # bare `redis_url` alias would shadow MEMORY_REDIS_URL.
+            env_settings.env_vars = _our_env_vars(settings_cls, env_settings.env_vars)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _toml_path(init_settings)
         if path is not None:
@@ -212,10 +223,28 @@ class MemoryConfig(BaseSettings):
         return out
 
 
+def _our_env_vars(settings_cls: type[BaseSettings], env_vars: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The environment variables the settings read: MEMORY_<NAME>, else a conventional name (REDIS_URL ...)."""
+    env = {k.lower(): v for k, v in env_vars.items()}
+    out: dict[str, str | None] = {}
+    for name, info in settings_cls.model_fields.items():
+        alias = info.validation_alias
+        choices = [c for c in alias.choices if isinstance(c, str)] if isinstance(alias, AliasChoices) else []
+        prefixed = f"memory_{name}"
+        if prefixed in env:
+            out[prefixed] = env[prefixed]
+            continue
+        for extra in (c.lower() for c in choices if c != name and c.lower() != prefixed):
+            if extra in env:
+                out[extra] = env[extra]
+                break
+    return out
+
+
 def _toml_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
     explicit = None
     try:
-        explicit = init_settings().get("config_file")  # type: ignore[misc]
+        explicit = init_settings().get("config_file")
     except Exception:  # pragma: no cover - defensive: sources are plain dicts here
         explicit = None
     path = explicit or os.environ.get("MEMORY_CONFIG_FILE")
@@ -241,7 +270,7 @@ def _to_config_error(exc: PydanticValidationError) -> ConfigError:
     detail = err.get("msg", "invalid value")
     allowed = ""
     ctx = err.get("ctx") or {}
-    if "expected" in ctx:
+    if "expected" in ctx and str(ctx["expected"]) not in detail:
         allowed = f"; allowed: {ctx['expected']}"
     got = err.get("input")
     shown = "<secret>" if "key" in key or "url" in key else repr(got)

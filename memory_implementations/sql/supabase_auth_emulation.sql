@@ -1,17 +1,22 @@
 -- Emulation of the parts of Supabase's `auth` schema that the RLS policies use, for plain
 -- PostgreSQL (tests, the embedded default, self-hosted servers). Applied by the migration runner
 -- only when `auth.uid()` is absent; never on Supabase, which has the real thing.
+-- Roles are cluster-wide while the runner's advisory lock is per database: two databases of one
+-- cluster migrating at once may race to create them, so a concurrent creation is not an error.
 DO $$
+DECLARE
+    r record;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-        CREATE ROLE anon NOLOGIN NOINHERIT;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-        CREATE ROLE authenticated NOLOGIN NOINHERIT;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-        CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
-    END IF;
+    FOR r IN SELECT * FROM (VALUES ('anon', ''), ('authenticated', ''), ('service_role', ' BYPASSRLS')) AS v(name, extra)
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN NOINHERIT%s', r.name, r.extra);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END LOOP;
 END $$;
 
 CREATE SCHEMA IF NOT EXISTS auth;
