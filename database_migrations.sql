@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS memory_messages (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS memory_messages_session_idx ON memory_messages (user_id, session_id, id);
+-- finds a session's owner when a caller gives only the session id (the seed's get_context call)
+CREATE INDEX IF NOT EXISTS memory_messages_session_only_idx ON memory_messages (session_id);
 
 -- Progressive summaries: versioned, each covering messages [covers_from_id, covers_to_id].
 CREATE TABLE IF NOT EXISTS memory_summaries (

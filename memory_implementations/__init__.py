@@ -1,1 +1,61 @@
-"""memory_implementations: six memory tiers and an orchestrator for LLM context."""
+"""memory_implementations: six memory tiers and an orchestrator that compose token-budgeted LLM context."""
+
+from .base import BaseMemory
+from .config import MemoryConfig
+from .context import ComprehensiveContext, SectionContext
+from .errors import (
+    BackendUnavailable,
+    ConfigError,
+    ExtensionMissing,
+    MemoryError,
+    NotFound,
+    ProviderError,
+    SchemaMismatch,
+    ValidationError,
+)
+from .memories import (
+    ConversationBufferMemory,
+    ConversationSummaryMemory,
+    EntityMemory,
+    KeyValueStoreMemory,
+    VectorDatabaseMemory,
+    WorkingMemory,
+)
+from .orchestrator import MemoryOrchestrator
+from .stores import Stores
+from .tokens import Tokenizer, count_tokens, get_tokenizer, truncate_to_tokens
+from .types import ContextRequest, HealthStatus, MemoryContext, MemoryType, Message, StoredRef
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "BaseMemory",
+    "ComprehensiveContext",
+    "ConfigError",
+    "ContextRequest",
+    "ConversationBufferMemory",
+    "ConversationSummaryMemory",
+    "EntityMemory",
+    "ExtensionMissing",
+    "HealthStatus",
+    "KeyValueStoreMemory",
+    "MemoryConfig",
+    "MemoryContext",
+    "MemoryError",
+    "MemoryOrchestrator",
+    "MemoryType",
+    "Message",
+    "NotFound",
+    "ProviderError",
+    "SchemaMismatch",
+    "SectionContext",
+    "StoredRef",
+    "Stores",
+    "Tokenizer",
+    "ValidationError",
+    "__version__",
+    "count_tokens",
+    "get_tokenizer",
+    "truncate_to_tokens",
+]

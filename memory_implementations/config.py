@@ -86,6 +86,7 @@ class MemoryConfig(BaseSettings):
     summary_context_weight: float = Field(0.3, ge=0.0, le=1.0, validation_alias=_env("summary_context_weight"))
     max_total_tokens: int = Field(4000, ge=1, validation_alias=_env("max_total_tokens"))
     summarization_model: str | None = Field(None, validation_alias=_env("summarization_model"))
+    summary_batch_size: int = Field(4, ge=1, le=1000, validation_alias=_env("summary_batch_size"))
     llm_provider: Literal["auto", "openai", "gemini", "offline"] = Field("auto", validation_alias=_env("llm_provider"))
 
     # vector
@@ -116,6 +117,7 @@ class MemoryConfig(BaseSettings):
     # entity
     entity_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ENTITY_TYPES), validation_alias=_env("entity_types"))
     relationship_tracking: bool = Field(True, validation_alias=_env("relationship_tracking"))
+    entity_half_life_days: float = Field(14.0, gt=0, validation_alias=_env("entity_half_life_days"))
 
     # orchestrator
     enabled_memories: list[MemoryType] = Field(

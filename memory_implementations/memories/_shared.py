@@ -199,6 +199,11 @@ def context_request(query: Mapping[str, Any] | ContextRequest | str | None) -> C
     return req
 
 
+def user_omitted(query: Mapping[str, Any] | ContextRequest | str | None) -> bool:
+    """Whether a seed-style query left ``user_id`` out (the seed's ``get_context({"session_id": ...})``)."""
+    return isinstance(query, Mapping) and not query.get("user_id")
+
+
 # --------------------------------------------------------------------------------------------
 # time
 # --------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ ORDER BY ord
 RETURNING {_COLS}
 """
 _WHERE = "WHERE user_id = %s AND session_id = %s"
+_OWNERS = "SELECT DISTINCT user_id FROM memory_messages WHERE session_id = %s LIMIT 2"
 _RECENT = f"SELECT {_COLS}, count(*) OVER () FROM memory_messages {_WHERE} ORDER BY id DESC LIMIT %s"
 _TOKENS_WINDOW = f"""
 SELECT {_COLS} FROM (
@@ -317,12 +318,25 @@ class ConversationBufferMemory(BaseMemory):
             rows = list(reversed(await sh.pg_fetch(stores, _RECENT, (user_id, session_id, limit))))
         return [_row_message(r, user_id, session_id) for r in rows]
 
+    async def session_owner(self, session_id: str) -> str | None:
+        """The one user who owns ``session_id`` (None when unknown or shared by several users)."""
+        stores = await self._ensure()
+        rows = await sh.pg_fetch(stores, _OWNERS, (session_id,))
+        return str(rows[0][0]) if len(rows) == 1 else None
+
+    async def resolve_request(self, query: Mapping[str, Any] | ContextRequest | None) -> ContextRequest:
+        """Validate a query; when a seed-style dict omits ``user_id``, use the session's only owner."""
+        req = sh.context_request(query)
+        if sh.user_omitted(query) and req.session_id:
+            req.user_id = await self.session_owner(req.session_id) or req.user_id
+        return req
+
     async def get_context(
         self, query: Mapping[str, Any] | ContextRequest | None = None, *, max_tokens: int | None = None
     ) -> MemoryContext:
         """The recent window as tier items, ``role: content`` text and the seed's ``messages`` list."""
         watch = Stopwatch()
-        req = sh.context_request(query)
+        req = await self.resolve_request(query)
         session_id = sh.require_name(req.session_id, "session_id")
         window = await self.get_window(session_id, req.user_id)
         budget = max_tokens if max_tokens is not None else req.max_total_tokens or self.config.max_total_tokens
