@@ -70,7 +70,7 @@ class MemoryConfig(BaseSettings):
     pg_pool_max: int = Field(10, ge=1, validation_alias=_env("pg_pool_max"))
     pg_transaction_pooler: bool = Field(False, validation_alias=_env("pg_transaction_pooler"))
     redis_max_connections: int = Field(64, ge=1, validation_alias=_env("redis_max_connections"))
-    key_prefix: str = Field("mi", min_length=1, validation_alias=_env("key_prefix"))
+    key_prefix: str = Field("mi", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", validation_alias=_env("key_prefix"))
     auto_migrate: bool = Field(True, validation_alias=_env("auto_migrate"))
     durability: Literal["postgres", "redis"] = Field("postgres", validation_alias=_env("durability"))
 

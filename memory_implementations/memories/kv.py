@@ -320,7 +320,8 @@ class KeyValueStoreMemory(BaseMemory):
             cur = await conn.execute(f"DELETE FROM memory_kv WHERE {where}".encode(), params)
             removed = max(cur.rowcount, 0)
             await conn.execute(f"DELETE FROM memory_kv_history WHERE {where}".encode(), params)
-        await sh.delete_pattern(stores, stores.keys.pattern(user, namespace, "kv"))
+        for tier in ("kv", "kvns"):
+            await sh.delete_pattern(stores, stores.keys.pattern(user, namespace, tier))
         return removed
 
     async def _health_details(self) -> dict[str, Any]:

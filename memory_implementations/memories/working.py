@@ -363,7 +363,7 @@ class WorkingMemory(BaseMemory):
             await stores.redis.unlink(*keys)
             return removed
         removed = 0
-        async for key in stores.redis.scan_iter(match=stores.keys.pattern(user, None, "working:items"), count=500):
+        async for key in stores.redis.scan_iter(match=stores.keys.pattern(user, None, "working", "items"), count=500):
             removed += int(await stores.redis.hlen(key))
         await sh.delete_pattern(stores, stores.keys.pattern(user, None, "working"))
         return removed

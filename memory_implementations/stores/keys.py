@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 
 def _enc(part: str) -> str:
-    return quote(str(part), safe="-_.@")
+    return quote(str(part), safe="-_.@", errors="surrogatepass")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,17 +21,16 @@ class KeyBuilder:
 
     prefix: str = "mi"
 
-    def key(self, tenant: str, scope: str, tier: str, name: str = "") -> str:
+    def key(self, tenant: str, scope: str, tier: str, name: str) -> str:
         """Key of ``name`` in ``tier`` for one tenant and one session or namespace."""
-        base = f"{self.prefix}:{{{_enc(tenant)}:{_enc(scope)}}}:{tier}"
-        return f"{base}:{_enc(name)}" if name else base
+        return f"{self.prefix}:{{{_enc(tenant)}:{_enc(scope)}}}:{tier}:{_enc(name)}"
 
-    def pattern(self, tenant: str, scope: str | None = None, tier: str | None = None) -> str:
-        """A SCAN pattern matching a tenant's keys (optionally one scope and tier)."""
-        scope_part = _enc(scope) if scope is not None else "*"
-        tier_part = tier if tier is not None else "*"
-        return f"{self.prefix}:{{{_enc(tenant)}:{scope_part}}}:{tier_part}*"
-
+    def pattern(self, tenant: str, scope: str | None = None, tier: str | None = None, name: str | None = None) -> str:
+        """A SCAN pattern for a tenant's keys, narrowed to one scope, tier and name when given."""
+        head = f"{self.prefix}:{{{_enc(tenant)}:{_enc(scope) if scope is not None else '*'}}}:"
+        if tier is None:
+            return head + "*"
+        return f"{head}{tier}:{_enc(name) if name is not None else '*'}"
 
 
 __all__ = ["KeyBuilder"]
