@@ -54,6 +54,8 @@ __all__ = [
     "Stores",
     "Tokenizer",
     "ValidationError",
+    "VectorDatabaseMemory",
+    "WorkingMemory",
     "__version__",
     "count_tokens",
     "get_tokenizer",

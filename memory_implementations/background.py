@@ -87,15 +87,16 @@ class BackgroundWorker:
                 self.stats.failures_by_name[name] = self.stats.failures_by_name.get(name, 0) + 1
                 log.warning("background_job_failed", job=name, error=str(exc))
 
-    async def flush(self, timeout: float | None = None) -> None:
+    async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - mirrors asyncio.wait_for
         """Wait until every job submitted so far (and any they submit) has finished."""
+
         async def _drain() -> None:
             while self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
         await asyncio.wait_for(_drain(), timeout)
 
-    async def close(self, timeout: float | None = 30.0) -> None:
+    async def close(self, timeout: float | None = 30.0) -> None:  # noqa: ASYNC109 - drain deadline
         """Drain outstanding jobs, then refuse new ones."""
         try:
             await self.flush(timeout)

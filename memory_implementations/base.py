@@ -70,10 +70,10 @@ class BaseMemory(ABC):
             await self.initialize()
         return self.stores
 
-    async def _setup(self) -> None:
+    async def _setup(self) -> None:  # noqa: B027 - optional hook
         """Tier-specific start-up (override)."""
 
-    async def _teardown(self) -> None:
+    async def _teardown(self) -> None:  # noqa: B027 - optional hook
         """Tier-specific shutdown, e.g. draining background work (override)."""
 
     async def close(self) -> None:
@@ -103,7 +103,9 @@ class BaseMemory(ABC):
         """Return this tier's context for ``query`` within ``max_tokens``."""
 
     @abstractmethod
-    async def clear(self, *, session_id: str | None = None, user_id: str | None = None, namespace: str | None = None) -> int:
+    async def clear(
+        self, *, session_id: str | None = None, user_id: str | None = None, namespace: str | None = None
+    ) -> int:
         """Delete matching data from Redis and PostgreSQL; return the number of records removed."""
 
     async def forget_user(self, user_id: str) -> int:

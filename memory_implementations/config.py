@@ -106,7 +106,9 @@ class MemoryConfig(BaseSettings):
 
     # working memory
     capacity_limit: int = Field(100, ge=1, validation_alias=_env("capacity_limit"))
-    eviction_policy: Literal["importance", "lru", "fifo"] = Field("importance", validation_alias=_env("eviction_policy"))
+    eviction_policy: Literal["importance", "lru", "fifo"] = Field(
+        "importance", validation_alias=_env("eviction_policy")
+    )
     enable_reasoning_chain: bool = Field(True, validation_alias=_env("enable_reasoning_chain"))
 
     # key-value
@@ -115,7 +117,9 @@ class MemoryConfig(BaseSettings):
     compression_threshold: int = Field(1024, ge=0, validation_alias=_env("compression_threshold"))
 
     # entity
-    entity_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ENTITY_TYPES), validation_alias=_env("entity_types"))
+    entity_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ENTITY_TYPES), validation_alias=_env("entity_types")
+    )
     relationship_tracking: bool = Field(True, validation_alias=_env("relationship_tracking"))
     entity_half_life_days: float = Field(14.0, gt=0, validation_alias=_env("entity_half_life_days"))
 
@@ -175,7 +179,9 @@ class MemoryConfig(BaseSettings):
     def _priorities(cls, value: dict[str, float]) -> dict[str, float]:
         for key, weight in value.items():
             if key not in PRIORITY_KEYS:
-                raise ValueError(f"unknown section {key!r}{_suggest(key, PRIORITY_KEYS)}; allowed: {', '.join(PRIORITY_KEYS)}")
+                raise ValueError(
+                    f"unknown section {key!r}{_suggest(key, PRIORITY_KEYS)}; allowed: {', '.join(PRIORITY_KEYS)}"
+                )
             if weight < 0:
                 raise ValueError(f"weight of {key!r} must be >= 0")
         if not any(w > 0 for w in value.values()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 
 
-class MemoryError(builtins.Exception):  # noqa: A001 - the seed's public name
+class MemoryError(builtins.Exception):
     """Base class of every error this package raises."""
 
     code: str = "memory_error"

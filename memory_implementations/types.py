@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from .errors import (
@@ -24,7 +24,7 @@ ROLES: tuple[str, ...] = ("user", "assistant", "system", "tool")
 HealthState = Literal["healthy", "degraded", "unhealthy"]
 
 
-class MemoryType(str, Enum):
+class MemoryType(StrEnum):
     """The six memory tiers."""
 
     CONVERSATION_BUFFER = "conversation_buffer"

@@ -101,4 +101,11 @@ async def start_postgres_async(data_dir: str | Path) -> EmbeddedPostgres:
     return await asyncio.to_thread(start_postgres, data_dir)
 
 
-__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "start_postgres", "start_postgres_async", "start_redis", "start_redis_async"]
+__all__ = [
+    "EmbeddedPostgres",
+    "EmbeddedRedis",
+    "start_postgres",
+    "start_postgres_async",
+    "start_redis",
+    "start_redis_async",
+]

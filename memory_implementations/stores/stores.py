@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 import structlog
 from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from ..background import BackgroundWorker
 from ..config import MemoryConfig
@@ -51,7 +51,9 @@ class Stores:
         return self._shared[name]
 
     @classmethod
-    async def open(cls, config: MemoryConfig | dict[str, Any] | None = None, *, embedding_dim: int | None = None) -> Stores:
+    async def open(
+        cls, config: MemoryConfig | dict[str, Any] | None = None, *, embedding_dim: int | None = None
+    ) -> Stores:
         """Connect to Redis and PostgreSQL (starting the embedded servers when no URL is set) and migrate."""
         cfg = MemoryConfig.from_any(config)
         dim = embedding_dim or cfg.embedding_dim or DEFAULT_DIM

@@ -38,7 +38,10 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
 async def create_supabase_client(
-    url: str, key: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS  # noqa: ASYNC109 - an HTTP client setting
+    url: str,
+    key: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,  # noqa: ASYNC109 - an HTTP client setting
 ) -> AsyncClient:
     """supabase-py's async client for ``url`` with ``key`` (anon, service_role or a user's JWT) and timeouts."""
     try:
@@ -69,7 +72,11 @@ class SupabaseVectorBackend:
 
     @classmethod
     async def open(
-        cls, url: str, key: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS  # noqa: ASYNC109 - an HTTP client setting
+        cls,
+        url: str,
+        key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,  # noqa: ASYNC109 - an HTTP client setting
     ) -> SupabaseVectorBackend:
         """Create a client for ``url`` + ``key`` and wrap it."""
         return cls(await create_supabase_client(url, key, timeout=timeout))
