@@ -1,0 +1,698 @@
+"""``VectorDatabaseMemory``: semantic memories in pgvector, searched by similarity (optionally hybrid + MMR).
+
+Storage goes through a :class:`~.vector_backend.VectorBackend`: direct PostgreSQL (psycopg) by default,
+Supabase REST when ``supabase_url`` + ``supabase_key`` are set and ``database_url`` is not. Everything
+else lives here once: validation, auto-embedding (one shared embedder per ``Stores``, Redis-cached),
+de-duplication by content hash, reciprocal-rank fusion with full-text search, MMR diversity, and the
+token-budgeted ``get_context``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from ..base import BaseMemory
+from ..errors import BackendUnavailable, NotFound, SchemaMismatch, ValidationError
+from ..providers import Embedder, build_embedder
+from ..stores.migrations import embedding_type
+from ..types import ContextRequest, HealthState, HealthStatus, MemoryContext, MemoryType, Message, Stopwatch, StoredRef
+from .vector_backend import (
+    DEFAULT_NAMESPACE,
+    DuplicateContent,
+    Hit,
+    Scope,
+    SearchResult,
+    VectorBackend,
+    VectorRow,
+    content_hash,
+    lexical_queries,
+)
+from .vector_sql import SqlVectorBackend
+
+RRF_K = 60
+MAX_K = 1000
+SECTION = "vector_search"
+
+
+@dataclass(slots=True)
+class _Item:
+    """A validated item to store."""
+
+    content: str
+    user_id: str
+    namespace: str
+    session_id: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The de-duplication key (user, namespace, content hash)."""
+        return (self.user_id, self.namespace, content_hash(self.content))
+
+
+class VectorDatabaseMemory(BaseMemory):
+    """Semantic memory: store texts (auto-embedded), search by meaning, feed the best matches to the LLM."""
+
+    memory_type = MemoryType.VECTOR_DATABASE
+    backends = ("postgres",)
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | Any = None,
+        *,
+        stores: Any = None,
+        embedder: Embedder | None = None,
+        backend: VectorBackend | None = None,
+    ) -> None:
+        """Validate the config; ``embedder``/``backend`` override the configured ones (no I/O yet)."""
+        super().__init__(config, stores=stores)
+        self._embedder: Embedder | None = embedder
+        self._own_embedder = embedder is None
+        self._backend: VectorBackend | None = backend
+        self._owns_backend = backend is None
+        self._probe: Embedder | None = None
+        self._redis: aioredis.Redis | None = None
+        cfg = self.config
+        self.mode = (
+            "supabase"
+            if cfg.supabase_url and cfg.secret("supabase_key") and not cfg.secret("database_url")
+            else "postgres"
+        )
+
+    # lifecycle -------------------------------------------------------------------------------
+    def embedding_dim(self) -> int | None:
+        """The embedder's dimension, so ``Stores.open`` migrates ``memory_vectors.embedding`` to it."""
+        if self._embedder is not None:
+            return self._embedder.dim
+        if self._probe is None:
+            self._probe = build_embedder(self.config)
+        return self._probe.dim
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder in use (after ``initialize``)."""
+        if self._embedder is None:
+            raise BackendUnavailable("VectorDatabaseMemory is not initialized: await memory.initialize() first")
+        return self._embedder
+
+    @property
+    def backend(self) -> VectorBackend:
+        """The storage backend in use (after ``initialize``)."""
+        if self._backend is None:
+            raise BackendUnavailable("VectorDatabaseMemory is not initialized: await memory.initialize() first")
+        return self._backend
+
+    async def initialize(self) -> None:
+        """Connect: shared ``Stores`` (direct PostgreSQL), or Supabase REST (+ Redis when ``redis_url`` is set)."""
+        if self.mode == "postgres" or self._stores is not None:
+            await super().initialize()
+            return
+        if self._initialized:
+            return
+        async with self._init_lock:
+            if self._initialized:
+                return
+            from ..stores.supabase import SupabaseVectorBackend
+
+            redis_url = self.config.secret("redis_url")
+            if redis_url and self._embedder is None:
+                self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            if self._embedder is None:
+                self._embedder = build_embedder(self.config, redis=self._redis)
+            if self._backend is None:
+                self._backend = await SupabaseVectorBackend.open(
+                    str(self.config.supabase_url), str(self.config.secret("supabase_key"))
+                )
+            await self._check_dimension()
+            self._initialized = True
+
+    async def _setup(self) -> None:
+        """Adopt the shared embedder and build the SQL backend over the shared pool."""
+        stores = self.stores
+        if self._embedder is None:
+            cfg = self.config
+            self._embedder = stores.shared("embedder", lambda: build_embedder(cfg, redis=stores.redis))
+        if self._backend is None and self.mode == "supabase":
+            from ..stores.supabase import SupabaseVectorBackend
+
+            self._backend = await SupabaseVectorBackend.open(
+                str(self.config.supabase_url), str(self.config.secret("supabase_key"))
+            )
+            await self._check_dimension()
+            return
+        if self._embedder.dim != stores.embedding_dim:
+            raise SchemaMismatch(
+                f"the embedder {self._embedder.model!r} gives {self._embedder.dim}-dimensional vectors but the shared "
+                f"store was opened for {stores.embedding_dim} dimensions; open Stores with "
+                f"embedding_dim={self._embedder.dim} (or configure a matching embedding model). Nothing was changed.",
+                field="embedding_dim",
+            )
+        if self._backend is None:
+            self._backend = SqlVectorBackend(stores.pg, embedding_type=embedding_type(stores.embedding_dim))
+
+    async def _check_dimension(self) -> None:
+        """REST mode: compare a stored embedding's dimension with the embedder's (SchemaMismatch when they differ)."""
+        from ..stores.supabase import SupabaseVectorBackend
+
+        backend = self.backend
+        if not isinstance(backend, SupabaseVectorBackend):
+            return
+        have = await backend.stored_dimension()
+        want = self.embedder.dim
+        if have is not None and have != want:
+            raise SchemaMismatch(
+                f"embedding_dim mismatch: the Supabase store's memory_vectors.embedding holds {have}-dimensional "
+                f"vectors but the embedder {self.embedder.model!r} gives {want}. Nothing was changed. Use the "
+                f"embedding model the store was built with, or re-embed into a store migrated with "
+                f"`memory-orchestrator migrate --embedding-dim {want}`.",
+                field="embedding_dim",
+            )
+
+    async def _teardown(self) -> None:
+        """Close what this tier opened itself (the REST client, its own Redis client)."""
+        if self._backend is not None and self._owns_backend:
+            await self._backend.close()
+            self._backend = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        if self._own_embedder:
+            self._embedder = None  # it may hold a Redis client that is being closed
+
+    async def _ready(self) -> tuple[Embedder, VectorBackend]:
+        if not self._initialized:
+            await self.initialize()
+        return self.embedder, self.backend
+
+    # writes ----------------------------------------------------------------------------------
+    async def store(self, item: Mapping[str, Any] | Message | str) -> StoredRef:
+        """Embed and store one memory; a repeat (same normalised content, user, namespace) refreshes the row."""
+        return (await self.store_many([item]))[0]
+
+    async def store_many(self, items: Sequence[Mapping[str, Any] | Message | str]) -> list[StoredRef]:
+        """Validate every item, embed them in one call and write them in one multi-row upsert."""
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+            raise ValidationError("store_many() takes a list of items", field="items")
+        parsed = [self._parse_item(item, index=i if len(items) > 1 else None) for i, item in enumerate(items)]
+        if not parsed:
+            return []
+        embedder, backend = await self._ready()
+        unique: dict[tuple[str, str, str], _Item] = {}
+        for p in parsed:
+            first = unique.get(p.key)
+            if first is None:
+                unique[p.key] = _Item(p.content, p.user_id, p.namespace, p.session_id, dict(p.metadata))
+            else:
+                first.metadata.update(p.metadata)
+        batch = list(unique.values())
+        vectors = await embedder.embed([u.content for u in batch])
+        rows = [
+            VectorRow(
+                user_id=u.user_id,
+                namespace=u.namespace,
+                content=u.content,
+                content_hash=k[2],
+                embedding=vectors[i],
+                embedding_model=embedder.model,
+                session_id=u.session_id,
+                metadata=u.metadata,
+            )
+            for i, (k, u) in enumerate(unique.items())
+        ]
+        written = await backend.upsert(rows)
+        by_key = {(w.user_id, w.namespace, w.content_hash): w for w in written}
+        seen: set[tuple[str, str, str]] = set()
+        refs: list[StoredRef] = []
+        for p in parsed:
+            w = by_key[p.key]
+            refs.append(StoredRef(id=w.id, memory_type=self.memory_type, durable=True,
+                                  created=w.created and p.key not in seen))
+            seen.add(p.key)
+        self.log.debug("vector_store", count=len(parsed), unique=len(rows), new=sum(r.created for r in refs))
+        return refs
+
+    async def update(
+        self,
+        memory_id: str,
+        content: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        user_id: str,
+    ) -> dict[str, Any]:
+        """Change a memory's content (re-embedded) and/or replace its metadata; NotFound if not the user's."""
+        memory_id = _uuid(memory_id)
+        user_id = _str(user_id, "user_id")
+        if content is None and metadata is None:
+            raise ValidationError("update() needs content and/or metadata", field="content")
+        new_content = new_hash = None
+        if content is not None:
+            new_content = self._content(content, "content")
+            new_hash = content_hash(new_content)
+        new_meta = _metadata(metadata) if metadata is not None else None
+        embedder, backend = await self._ready()
+        vector = (await embedder.embed([new_content]))[0] if new_content is not None else None
+        try:
+            hit = await backend.update(
+                memory_id,
+                user_id,
+                content=new_content,
+                content_hash=new_hash,
+                embedding=vector,
+                embedding_model=embedder.model if vector is not None else None,
+                metadata=new_meta,
+            )
+        except DuplicateContent as dup:
+            raise ValidationError(
+                f"'content' duplicates memory {dup.existing_id} of the same user and namespace; nothing was changed",
+                field="content",
+            ) from None
+        if hit is None:
+            raise NotFound(f"memory {memory_id} does not exist for user {user_id!r}", field="id")
+        return _record(hit)
+
+    async def delete(self, memory_id: str, *, user_id: str) -> bool:
+        """Delete one memory of ``user_id``; False when there was none."""
+        memory_id = _uuid(memory_id)
+        user_id = _str(user_id, "user_id")
+        _, backend = await self._ready()
+        return await backend.delete(memory_id, user_id)
+
+    async def get(self, memory_id: str, *, user_id: str | None = None) -> dict[str, Any] | None:
+        """One memory by id (restricted to ``user_id`` when given); None when absent."""
+        memory_id = _uuid(memory_id)
+        if user_id is not None:
+            user_id = _str(user_id, "user_id")
+        _, backend = await self._ready()
+        hit = await backend.get(memory_id, user_id)
+        return _record(hit) if hit else None
+
+    async def clear(
+        self, *, session_id: str | None = None, user_id: str | None = None, namespace: str | None = None
+    ) -> int:
+        """Delete the memories matching every given scope (at least one is required); return how many."""
+        if session_id is None and user_id is None and namespace is None:
+            raise ValidationError("clear() needs user_id, session_id and/or namespace", field="user_id")
+        scope = Scope(
+            user_id=_str(user_id, "user_id") if user_id is not None else None,
+            session_id=_str(session_id, "session_id") if session_id is not None else None,
+            namespace=_str(namespace, "namespace") if namespace is not None else None,
+        )
+        _, backend = await self._ready()
+        return await backend.clear(scope)
+
+    # search ----------------------------------------------------------------------------------
+    async def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        k: int | None = None,
+        threshold: float | None = None,
+        filters: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        hybrid: bool | None = None,
+        mmr_lambda: float | None = None,
+        extra_terms: Sequence[str] = (),
+    ) -> list[SearchResult]:
+        """Top-``k`` memories of ``user_id`` for ``query``: vector similarity, optionally fused with full-text
+        rank (RRF, k=60) and diversified by MMR. ``extra_terms`` join the full-text leg (entity steering)."""
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("'query' must be a non-empty string", field="query")
+        scope = Scope(
+            user_id=_str(user_id, "user_id"),
+            namespace=_str(namespace, "namespace") if namespace is not None else None,
+            session_id=_str(session_id, "session_id") if session_id is not None else None,
+            filter=_metadata(filters, "filters") if filters is not None else {},
+            created_after=_when(created_after, "created_after"),
+            created_before=_when(created_before, "created_before"),
+        )
+        k = self._k(k)
+        threshold = self._threshold(threshold)
+        hybrid = self.config.hybrid_search if hybrid is None else _bool(hybrid, "hybrid")
+        mmr = self.config.mmr_lambda if mmr_lambda is None else _fraction(mmr_lambda, "mmr_lambda")
+        lexical = lexical_queries(query, extra_terms) if hybrid else None
+        embedder, backend = await self._ready()
+        q = (await embedder.embed([query]))[0]
+        pool = k if not hybrid and mmr is None else min(max(4 * k, 20), MAX_K)
+        hits = await backend.search(q, scope, threshold=threshold, count=pool, with_embeddings=mmr is not None)
+        if lexical is not None:
+            text_hits = await backend.text_search(lexical[0], lexical[1], q, scope, count=pool)
+            results = _fuse(hits, text_hits)
+        else:
+            results = [_result(h, h.similarity or 0.0, ("vector",)) for h in hits]
+        if mmr is not None and len(results) > 1:
+            known = {h.id: h.embedding for h in hits if h.embedding is not None}
+            missing = [r.id for r in results if r.id not in known]
+            known.update(await backend.embeddings(missing))
+            return _mmr(results, known, q, k=k, lam=mmr)
+        return results[:k]
+
+    # context ---------------------------------------------------------------------------------
+    async def get_context(
+        self, query: Mapping[str, Any] | ContextRequest | str | None = None, *, max_tokens: int | None = None
+    ) -> MemoryContext:
+        """The most similar memories for ``query`` as tier-contract items, trimmed to ``max_tokens``.
+
+        Request ``filters`` understood: ``metadata`` (jsonb containment), ``k``, ``threshold``,
+        ``hybrid``, ``mmr_lambda``, ``created_after``/``created_before``, ``session_only`` (restrict to the
+        request's session; by default memories are long-term and span sessions) and ``entities`` (names
+        that steer the search: they join the full-text leg, which turns hybrid retrieval on). An empty
+        query does no vector work: it returns the user's most recently updated memories with score 0.
+        """
+        watch = Stopwatch()
+        req = ContextRequest.from_any(query)
+        f = dict(req.filters or {})
+        entities = f.get("entities") or []
+        if isinstance(entities, str):
+            entities = [entities]
+        if not isinstance(entities, (list, tuple)):
+            raise ValidationError("'entities' must be a list of names", field="entities")
+        entities = [str(e) for e in entities if str(e).strip()]
+        budget = self.budget(max_tokens)
+        k = f.get("k", f.get("top_k"))
+        if req.query.strip():
+            results = await self.search(
+                req.query,
+                user_id=req.user_id,
+                k=k,
+                threshold=f.get("threshold"),
+                filters=f.get("metadata"),
+                namespace=req.namespace,
+                session_id=req.session_id if f.get("session_only") is True else None,
+                created_after=f.get("created_after"),
+                created_before=f.get("created_before"),
+                hybrid=True if entities else f.get("hybrid"),
+                mmr_lambda=f.get("mmr_lambda"),
+                extra_terms=entities,
+            )
+            mode = "hybrid" if (entities or f.get("hybrid", self.config.hybrid_search)) else "vector"
+        else:
+            scope = Scope(
+                user_id=_str(req.user_id, "user_id"),
+                namespace=req.namespace,
+                filter=_metadata(f.get("metadata"), "filters") if f.get("metadata") is not None else {},
+            )
+            _, backend = await self._ready()
+            results = [_result(h, 0.0, ("recent",)) for h in await backend.recent(scope, count=self._k(k))]
+            mode = "recent"
+        return self._render(results, budget, mode=mode, entities=entities, latency=watch)
+
+    def _render(
+        self, results: list[SearchResult], budget: int, *, mode: str, entities: list[str], latency: Stopwatch
+    ) -> MemoryContext:
+        tok = self.tokenizer
+        kept = list(results)
+        truncated = False
+        header = "Relevant memories:"
+
+        def text_of(rs: list[SearchResult]) -> str:
+            return "\n".join([header, *(f"- {r.content}" for r in rs)]) if rs else ""
+
+        text = text_of(kept)
+        while kept and tok.count(text) > budget:
+            truncated = True
+            if len(kept) == 1:
+                room = budget - tok.count(f"{header}\n- ")
+                cut = tok.truncate(kept[0].content, room) if room > 0 else ""
+                if not cut:
+                    kept = []
+                    text = ""
+                    break
+                kept[0] = _replace_content(kept[0], cut)
+                text = text_of(kept)
+                break
+            weakest = min(range(len(kept)), key=lambda i: (_sim(kept[i]), -i))
+            kept.pop(weakest)
+            text = text_of(kept)
+        items = [
+            {
+                "section": SECTION,
+                "content": r.content,
+                "score": _sim(r) if r.similarity is not None else 0.0,
+                "id": r.id,
+                "metadata": r.metadata,
+                "similarity": r.similarity,
+                "rank_score": r.score,
+                "created_at": r.created_at.isoformat() if r.created_at else None,
+            }
+            for r in kept
+        ]
+        return MemoryContext(
+            memory_type=self.memory_type,
+            items=items,
+            text=text,
+            token_count=tok.count(text),
+            latency_ms=round(latency.ms, 3),
+            truncated=truncated,
+            extra={"results": [r.as_dict() for r in kept], "mode": mode, "entities": entities,
+                   "candidates": len(results)},
+        )
+
+    # health ----------------------------------------------------------------------------------
+    async def health_check(self) -> HealthStatus:
+        """Ping the storage backend (required) and Redis (the embedding cache: degraded when down)."""
+        try:
+            embedder, backend = await self._ready()
+        except Exception as exc:
+            return HealthStatus(status="unhealthy", details={"error": str(exc)})
+        details: dict[str, Any] = {
+            "memory_type": self.memory_type.value,
+            "backend": backend.name,
+            "embedder": {"model": embedder.model, "dim": embedder.dim, "kind": embedder.kind},
+        }
+        status: HealthState = "healthy"
+        total = 0.0
+        try:
+            ms = await backend.ping()
+            details[backend.name] = {"status": "healthy", "latency_ms": round(ms, 3)}
+            total += ms
+        except Exception as exc:
+            details[backend.name] = {"status": "unhealthy", "error": str(exc)}
+            status = "unhealthy"
+        redis = self._stores.redis if self._stores is not None else self._redis
+        if redis is not None:
+            watch = Stopwatch()
+            try:
+                await redis.ping()
+                details["redis"] = {"status": "healthy", "latency_ms": round(watch.ms, 3)}
+                total += watch.ms
+            except Exception as exc:
+                details["redis"] = {"status": "unhealthy", "error": str(exc)}
+                status = "degraded" if status == "healthy" else status
+        return HealthStatus(status=status, latency_ms=round(total, 3), details=details)
+
+    # validation ------------------------------------------------------------------------------
+    def _parse_item(self, item: Mapping[str, Any] | Message | str, *, index: int | None) -> _Item:
+        at = f"items[{index}]." if index is not None else ""
+        if isinstance(item, str):
+            return _Item(self._content(item, f"{at}content"), "default", DEFAULT_NAMESPACE, None, {})
+        if isinstance(item, Message):
+            meta = dict(item.metadata)
+            meta.setdefault("role", item.role)
+            return _Item(self._content(item.content, f"{at}content"), _str(item.user_id, f"{at}user_id"),
+                         DEFAULT_NAMESPACE, item.session_id, _metadata(meta, f"{at}metadata"))
+        if not isinstance(item, Mapping):
+            raise ValidationError(
+                f"an item must be a string or a mapping with 'content', got {type(item).__name__}", field=f"{at}item"
+            )
+        allowed = {"content", "user_id", "session_id", "namespace", "metadata", "id", "role"}
+        unknown = sorted(set(item) - allowed)
+        if unknown:
+            raise ValidationError(f"unknown item key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+                                  field=f"{at}{unknown[0]}")
+        metadata = _metadata(item.get("metadata"), f"{at}metadata") if item.get("metadata") is not None else {}
+        if item.get("role") is not None:
+            metadata.setdefault("role", _str(item["role"], f"{at}role"))
+        return _Item(
+            content=self._content(item.get("content"), f"{at}content"),
+            user_id=_str(item["user_id"], f"{at}user_id") if item.get("user_id") is not None else "default",
+            namespace=(
+                _str(item["namespace"], f"{at}namespace") if item.get("namespace") is not None else DEFAULT_NAMESPACE
+            ),
+            session_id=_str(item["session_id"], f"{at}session_id") if item.get("session_id") is not None else None,
+            metadata=metadata,
+        )
+
+    def _content(self, value: Any, name: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError(f"'{name}' is required and must be a non-empty string", field=name)
+        if "\x00" in value:
+            raise ValidationError(f"'{name}' must not contain NUL characters", field=name)
+        limit = self.config.max_message_chars
+        if len(value) > limit:
+            raise ValidationError(f"'{name}' is {len(value)} characters; the limit is {limit} (max_message_chars)",
+                                  field=name)
+        return value
+
+    def _k(self, k: Any) -> int:
+        if k is None:
+            return self.config.max_results
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise ValidationError(f"'k' must be an integer between 1 and {MAX_K}, got {k!r}", field="k")
+        return k
+
+    def _threshold(self, threshold: Any) -> float:
+        if threshold is None:
+            return self.config.similarity_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0 \
+                or math.isnan(threshold):
+            raise ValidationError(
+                f"'threshold' must be a number between -1 and 1, got {threshold!r}", field="threshold"
+            )
+        return float(threshold)
+
+
+# helpers ---------------------------------------------------------------------------------------
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"'{name}' must be a non-empty string, got {value!r}", field=name)
+    if "\x00" in value:
+        raise ValidationError(f"'{name}' must not contain NUL characters", field=name)
+    return value
+
+
+def _uuid(value: Any) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        raise ValidationError(f"'id' must be a memory id (a UUID), got {value!r}", field="id") from None
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"'{name}' must be true or false, got {value!r}", field=name)
+    return value
+
+
+def _fraction(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValidationError(f"'{name}' must be a number between 0 and 1, got {value!r}", field=name)
+    return float(value)
+
+
+def _metadata(value: Any, name: str = "metadata") -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"'{name}' must be a mapping (a JSON object), got {type(value).__name__}", field=name)
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"'{name}' must be JSON-serialisable: {exc}", field=name) from None
+    if "\\u0000" in text:
+        raise ValidationError(f"'{name}' must not contain NUL characters", field=name)
+    return dict(json.loads(text))
+
+
+def _when(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(f"'{name}' is not an ISO timestamp: {value!r}", field=name) from None
+    if not isinstance(value, datetime):
+        raise ValidationError(f"'{name}' must be a datetime or ISO string", field=name)
+    if value.tzinfo is None:
+        raise ValidationError(f"'{name}' must be timezone-aware", field=name)
+    return value
+
+
+def _result(hit: Hit, score: float, sources: tuple[str, ...]) -> SearchResult:
+    return SearchResult(
+        id=hit.id,
+        content=hit.content,
+        metadata=hit.metadata,
+        similarity=hit.similarity,
+        score=float(score),
+        created_at=hit.created_at,
+        updated_at=hit.updated_at,
+        user_id=hit.user_id,
+        session_id=hit.session_id,
+        namespace=hit.namespace,
+        sources=sources,
+    )
+
+
+def _replace_content(result: SearchResult, content: str) -> SearchResult:
+    out = _result(
+        Hit(result.id, result.user_id or "", result.namespace or "", content, result.metadata, result.similarity,
+            result.created_at, result.updated_at, result.session_id),
+        result.score,
+        result.sources,
+    )
+    return out
+
+
+def _sim(result: SearchResult) -> float:
+    return result.similarity if result.similarity is not None else float("-inf")
+
+
+def _fuse(vector_hits: list[Hit], text_hits: list[Hit]) -> list[SearchResult]:
+    """Reciprocal rank fusion: score = Σ 1 / (60 + rank) over the vector and full-text rankings."""
+    scores: dict[str, float] = {}
+    sources: dict[str, list[str]] = {}
+    hits: dict[str, Hit] = {}
+    for name, ranked in (("vector", vector_hits), ("text", text_hits)):
+        for rank, hit in enumerate(ranked, start=1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+            sources.setdefault(hit.id, []).append(name)
+            prev = hits.get(hit.id)
+            if prev is None or (prev.embedding is None and hit.embedding is not None):
+                hits[hit.id] = hit
+    order = sorted(scores, key=lambda i: (-scores[i], -(hits[i].similarity or 0.0)))
+    return [_result(hits[i], scores[i], tuple(sources[i])) for i in order]
+
+
+def _mmr(results: list[SearchResult], vectors: dict[str, np.ndarray], q: np.ndarray, *, k: int,
+         lam: float) -> list[SearchResult]:
+    """Maximal marginal relevance: pick ``k`` by ``lam*relevance - (1-lam)*max similarity to those picked``."""
+    cands = [r for r in results if r.id in vectors]
+    if not cands:
+        return results[:k]
+    emb = np.stack([np.asarray(vectors[r.id], dtype=np.float32) for r in cands])
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+    rel = np.array([r.score for r in cands], dtype=np.float64)
+    span = rel.max() - rel.min()
+    rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
+    pair = emb @ emb.T
+    chosen: list[int] = []
+    left = list(range(len(cands)))
+    while left and len(chosen) < k:
+        if chosen:
+            redundancy = pair[np.ix_(left, chosen)].max(axis=1)
+        else:
+            redundancy = np.zeros(len(left))
+        gain = lam * rel[left] - (1.0 - lam) * redundancy
+        best = left[int(np.argmax(gain))]
+        chosen.append(best)
+        left.remove(best)
+    return [cands[i] for i in chosen]
+
+
+def _record(hit: Hit) -> dict[str, Any]:
+    return {
+        "id": hit.id,
+        "user_id": hit.user_id,
+        "session_id": hit.session_id,
+        "namespace": hit.namespace,
+        "content": hit.content,
+        "metadata": hit.metadata,
+        "created_at": hit.created_at.isoformat() if hit.created_at else None,
+        "updated_at": hit.updated_at.isoformat() if hit.updated_at else None,
+    }
+
+
+__all__ = ["RRF_K", "SearchResult", "VectorDatabaseMemory"]
