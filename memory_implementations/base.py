@@ -52,6 +52,12 @@ class BaseMemory(ABC):
         """Embedding dimension this tier needs the schema to have (None: no preference)."""
         return None
 
+    def attach_stores(self, stores: Stores) -> None:
+        """Use shared ``stores`` (before ``initialize``); the tier will not close them."""
+        if self._stores is None:
+            self._stores = stores
+            self._owns_stores = False
+
     async def initialize(self) -> None:
         """Connect (or adopt shared stores), verify the schema, run tier set-up; idempotent."""
         if self._initialized:

@@ -134,6 +134,7 @@ class MemoryConfig(BaseSettings):
         ],
         validation_alias=_env("enabled_memories"),
     )
+    required_memories: list[MemoryType] | None = Field(None, validation_alias=_env("required_memories"))
     parallel_queries: bool = Field(True, validation_alias=_env("parallel_queries"))
     cross_memory_links: bool = Field(True, validation_alias=_env("cross_memory_links"))
     default_context_priority: dict[str, float] = Field(
