@@ -286,6 +286,7 @@ async def test_filtered_search_returns_enough_rows_with_iterative_scan(
     assert len(hits) == 5
     async with stores.pg.connection() as conn:
         await conn.execute("SET enable_seqscan = off")  # force the HNSW path, as on a large table
+        await conn.execute("SET enable_bitmapscan = off")  # (not the GIN metadata index)
         await conn.execute("SET hnsw.ef_search = 40")
         cur = await conn.execute(
             "SELECT count(*) FROM match_memories(%s::vector(384), -1.0, 5, %s::jsonb)", (query, f'{{"tag": "{tag}"}}'))
