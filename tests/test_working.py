@@ -76,6 +76,16 @@ async def test_importance_eviction_lowest_first_ties_oldest(make, uid: str, sid:
     assert stats["evictions"] == 2 and stats["count"] == 3
 
 
+async def test_importance_eviction_refuses_a_less_important_newcomer(make, uid: str, sid: str) -> None:
+    mem = await make(capacity_limit=2, eviction_policy="importance")
+    await put(mem, uid, sid, "a", 0.9)
+    await put(mem, uid, sid, "b", 0.8)
+    ref = await mem.store({"namespace": sid, "user_id": uid, "key": "c", "content": "minor", "importance": 0.1})
+    assert not ref.created
+    assert await present(mem, uid, sid, list("abc")) == {"a", "b"}
+    assert (await mem.get_namespace_stats(sid, user_id=uid))["evictions"] == 1
+
+
 async def test_lru_eviction_uses_reads(make, uid: str, sid: str) -> None:
     mem = await make(capacity_limit=3, eviction_policy="lru")
     for k in "abc":

@@ -53,9 +53,18 @@ local exists = redis.call('HEXISTS', KEYS[1], key) == 1
 local tick = redis.call('HINCRBY', KEYS[6], 'clock', 1)
 local seq = tonumber(redis.call('ZSCORE', KEYS[3], key) or tick)
 local evicted = {}
+local imp = math.floor(tonumber(ARGV[3]) * 1000000 + 0.5)
 if not exists then
   local order = KEYS[2]
   if ARGV[6] == 'lru' then order = KEYS[4] elseif ARGV[6] == 'fifo' then order = KEYS[3] end
+  if ARGV[6] == 'importance' and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
+    -- the least important item goes; when that is the newcomer, it is refused and reported evicted
+    local low = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    if low[2] and math.floor(tonumber(low[2]) / 8589934592) > imp then
+      redis.call('HINCRBY', KEYS[6], 'evictions', 1)
+      return {0, {key}, 1}
+    end
+  end
   while redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) do
     local victim = redis.call('ZRANGE', order, 0, 0)[1]
     if not victim then break end
@@ -65,14 +74,13 @@ if not exists then
   if #evicted > 0 then redis.call('HINCRBY', KEYS[6], 'evictions', #evicted) end
 end
 redis.call('HSET', KEYS[1], key, ARGV[2])
-local imp = math.floor(tonumber(ARGV[3]) * 1000000 + 0.5)
 redis.call('ZADD', KEYS[2], string.format('%.0f', imp * 8589934592 + seq), key)
 redis.call('ZADD', KEYS[3], seq, key)
 redis.call('ZADD', KEYS[4], tick, key)
 local ttl_ms = tonumber(ARGV[4])
 if ttl_ms > 0 then redis.call('ZADD', KEYS[5], now + ttl_ms, key) else redis.call('ZREM', KEYS[5], key) end
 refresh(tonumber(ARGV[7]))
-return {exists and 1 or 0, evicted}
+return {exists and 1 or 0, evicted, 0}
 """
 )
 
@@ -208,10 +216,12 @@ class WorkingMemory(BaseMemory):
             self.config.eviction_policy,
             self._namespace_ttl(record["ttl_seconds"]),
         ]
-        existed, evicted = await self._put(keys=keys, args=args)
+        existed, evicted, refused = await self._put(keys=keys, args=args)
         if evicted:
             self.log.info("working_evicted", namespace=record["namespace"], keys=[_s(k) for k in evicted])
-        return StoredRef(id=record["key"], memory_type=self.memory_type, durable=False, created=not existed)
+        return StoredRef(
+            id=record["key"], memory_type=self.memory_type, durable=False, created=not existed and not refused
+        )
 
     async def add_reasoning_step(
         self, namespace: str, step_type: str, content: str, *, user_id: str = "default"
