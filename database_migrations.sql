@@ -160,6 +160,11 @@ CREATE TABLE IF NOT EXISTS memory_api_keys (
 
 -- Filtered similarity search, callable directly and through Supabase's REST `.rpc()`.
 -- SECURITY INVOKER: RLS applies to the caller. Iterative HNSW scans keep filtered searches full.
+-- The top `match_count` rows by distance are taken first (ORDER BY ... LIMIT) and the threshold is
+-- applied to those: filtering inside the ordered scan would make an iterative HNSW scan walk the
+-- whole tenant when no row passes it. hnsw.ef_search is raised (never lowered) to cover match_count,
+-- at least 100, for the rest of the caller's transaction (one statement in autocommit), so a search
+-- needs no separate SET: one round trip.
 CREATE OR REPLACE FUNCTION match_memories(
     query_embedding  vector(1536),
     match_threshold  double precision DEFAULT 0.0,
@@ -178,18 +183,26 @@ RETURNS TABLE (
 LANGUAGE sql STABLE SECURITY INVOKER
 SET hnsw.iterative_scan = 'relaxed_order'
 AS $$
-    SELECT m.id, m.user_id, m.session_id, m.namespace, m.content, m.metadata,
-           1 - (m.embedding <=> query_embedding) AS similarity, m.created_at, m.updated_at
-    FROM memory_vectors m
-    WHERE (p_user_id IS NULL OR m.user_id = p_user_id)
-      AND (p_namespace IS NULL OR m.namespace = p_namespace)
-      AND (p_session_id IS NULL OR m.session_id = p_session_id)
-      AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
-      AND (created_after IS NULL OR m.created_at >= created_after)
-      AND (created_before IS NULL OR m.created_at < created_before)
-      AND 1 - (m.embedding <=> query_embedding) >= match_threshold
-    ORDER BY m.embedding <=> query_embedding
-    LIMIT match_count;
+    SELECT set_config('hnsw.ef_search', greatest(100, match_count,
+               coalesce(nullif(current_setting('hnsw.ef_search', true), '')::integer, 0))::text, true);
+    SELECT t.id, t.user_id, t.session_id, t.namespace, t.content, t.metadata,
+           t.similarity, t.created_at, t.updated_at
+    FROM (
+        SELECT m.id, m.user_id, m.session_id, m.namespace, m.content, m.metadata,
+               1 - (m.embedding <=> query_embedding) AS similarity, m.created_at, m.updated_at,
+               m.embedding <=> query_embedding AS distance
+        FROM memory_vectors m
+        WHERE (p_user_id IS NULL OR m.user_id = p_user_id)
+          AND (p_namespace IS NULL OR m.namespace = p_namespace)
+          AND (p_session_id IS NULL OR m.session_id = p_session_id)
+          AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
+          AND (created_after IS NULL OR m.created_at >= created_after)
+          AND (created_before IS NULL OR m.created_at < created_before)
+        ORDER BY m.embedding <=> query_embedding
+        LIMIT match_count
+    ) t
+    WHERE t.similarity >= match_threshold
+    ORDER BY t.distance;
 $$;
 
 -- Row Level Security, Supabase style. `auth.uid()` exists on Supabase; on plain PostgreSQL the

@@ -43,6 +43,7 @@ Renderings (sections in ``SECTION_ORDER``):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -87,6 +88,7 @@ BULLET = "- "
 MIN_TRUNCATED_TOKENS = 8
 TRUNCATION_SLACK = 8
 NEAR_DUPLICATE_JACCARD = 0.85
+NORMALIZE_CACHE_SIZE = 16384
 OPENAI_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "assistant"}
 ANTHROPIC_ROLES = {"user": "user", "assistant": "assistant", "system": "user", "tool": "user"}
 ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
@@ -214,19 +216,37 @@ def shares(sections: Iterable[str], weights: Mapping[str, float], available: flo
 # candidates and dedupe
 
 
+@functools.lru_cache(maxsize=NORMALIZE_CACHE_SIZE)
 def normalize_content(text: str) -> str:
-    """Content as compared by dedupe: NFKD without accents, casefolded, punctuation removed, spaces collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    """Content as compared by dedupe: NFKD without accents, casefolded, punctuation removed, spaces collapsed.
+
+    Memoised (the same messages, entity lines and facts recur turn after turn); ASCII text skips NFKD,
+    which leaves it unchanged, and its casefold is ``lower``.
+    """
+    if text.isascii():
+        folded = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
     return " ".join(_NON_WORD.sub(" ", folded).split())
+
+
+@functools.lru_cache(maxsize=NORMALIZE_CACHE_SIZE)
+def _word_set(norm: str) -> frozenset[str]:
+    """The words of normalised content (memoised)."""
+    return frozenset(norm.split())
 
 
 def near_duplicate(a: frozenset[str], b: frozenset[str]) -> bool:
     """Whether two word sets are near-identical (Jaccard >= NEAR_DUPLICATE_JACCARD)."""
     if not a or not b:
         return False
+    la, lb = len(a), len(b)
+    # Jaccard <= min/max: sets of very different sizes cannot be near-identical
+    if min(la, lb) / max(la, lb) < NEAR_DUPLICATE_JACCARD:
+        return False
     inter = len(a & b)
-    return inter / (len(a) + len(b) - inter) >= NEAR_DUPLICATE_JACCARD
+    return inter / (la + lb - inter) >= NEAR_DUPLICATE_JACCARD
 
 
 @dataclass
@@ -325,15 +345,14 @@ def dedupe(candidates: dict[str, list[Candidate]], weights: Mapping[str, float])
         kept: list[Candidate] = []
         for cand in candidates[section]:
             norm = cand.norm
-            words = frozenset(norm.split())
-            if norm in seen or any(near_duplicate(words, other) for other in word_sets):
+            if norm in seen or any(near_duplicate(_word_set(norm), other) for other in word_sets):
                 removed[section] += 1
                 continue
             kept.append(cand)
         candidates[section] = kept
         for cand in kept:
             seen.setdefault(cand.norm, section)
-            word_sets.append(frozenset(cand.norm.split()))
+            word_sets.append(_word_set(cand.norm))
     return removed
 
 

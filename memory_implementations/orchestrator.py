@@ -3,15 +3,17 @@
 Reading a turn (``get_comprehensive_context``): the enabled tiers are queried concurrently
 (``parallel_queries``; one after another when off), each under its own deadline (``tier_timeout_ms``,
 overridable per request). A tier that raises or misses its deadline is listed in ``ctx.degraded``
-and the turn goes on (fail-open). With ``cross_memory_links``, entities named in the query
-(``EntityMemory.find_entities_in_text``, run concurrently with the other tiers; only the vector
-search waits for it, and at most a fraction of its deadline) steer the vector search through
-``filters["entities"]``; the entity tier looks the query's names up itself. The composer then
+and the turn goes on (fail-open). With ``cross_memory_links``, entities named in the query steer
+the vector search through ``filters["entities"]``; only the vector search waits for them, and at
+most a fraction of its deadline. When the entity tier is queried too, the names come from its own
+answer (``extra["matched_entities"]``, one SQL statement for both); otherwise from
+``EntityMemory.find_entities_in_text``, run concurrently with the other tiers. The composer then
 splits the budget by weight, reflows what a section leaves unused, dedupes facts repeated across
 sections and renders (see ``composer``).
 
 When both conversation tiers are enabled, the summary tier supplies the "summary" section and the
-buffer supplies "recent_conversation" (the summary tier's copy of the recent messages is ignored).
+buffer supplies "recent_conversation": the summary tier is then asked for its summary only
+(``get_summary_context``), not for recent messages that would be discarded.
 
 Writing a turn (``store_turn``): the user and assistant messages are validated first (nothing is
 written when either is invalid), then committed in one write to the conversation tier (the summary
@@ -343,7 +345,17 @@ class MemoryOrchestrator:
             and "entities" not in req.filters
             and hasattr(entity, "find_entities_in_text")
         )
-        steer_task: asyncio.Task[list[str]] | None = None
+        # the entity tier's own read names the query's entities: reuse it instead of a second lookup
+        shared = (
+            steer
+            and MemoryType.ENTITY_MEMORY in active
+            and bool(getattr(entity, "reports_query_entities", False))
+        )
+        steer_task: asyncio.Future[list[str]] | None = None
+        summary_only = (
+            self.conversation_owner(active) is MemoryType.CONVERSATION_BUFFER
+            and MemoryType.CONVERSATION_SUMMARY in active
+        )
 
         async def find_names() -> list[str]:
             watch = Stopwatch()
@@ -360,12 +372,24 @@ class MemoryOrchestrator:
             finally:
                 latency["entity_steering"] = watch.ms
 
+        def share_names(ctx: MemoryContext | None) -> None:
+            """Resolve the steering future from the entity tier's answer (no names when it failed)."""
+            if steer_task is None or steer_task.done():
+                return
+            found = ctx.extra.get("matched_entities") if ctx is not None else None
+            names = [str(n) for n in (found or []) if str(n).strip()]
+            steer_task.set_result(list(dict.fromkeys(names)))
+
         async def run(mt: MemoryType) -> None:
             tier = self.memories[mt]
             watch = Stopwatch()
+            ctx: MemoryContext | None = None
             try:
                 if mt is MemoryType.VECTOR_DATABASE and steer_task is not None:
                     ctx = await asyncio.wait_for(self._steered_vector(tier, req, budget, steer_task, timeout), timeout)
+                elif summary_only and mt is MemoryType.CONVERSATION_SUMMARY and hasattr(tier, "get_summary_context"):
+                    # the buffer supplies recent_conversation: the summary tier reads only its summary
+                    ctx = await asyncio.wait_for(tier.get_summary_context(req, max_tokens=budget), timeout)
                 else:
                     ctx = await asyncio.wait_for(tier.get_context(req, max_tokens=budget), timeout)
                 results[mt] = ctx
@@ -374,17 +398,23 @@ class MemoryOrchestrator:
                 log.warning("tier_degraded", tier=mt.value, reason=degraded[mt.value])
             finally:
                 latency[mt.value] = watch.ms
+                if shared and mt is MemoryType.ENTITY_MEMORY:
+                    latency["entity_steering"] = watch.ms
+                    share_names(ctx)
 
+        order = list(active)
         try:
+            if shared:
+                steer_task = asyncio.get_running_loop().create_future()
+                order.sort(key=lambda m: m is not MemoryType.ENTITY_MEMORY)  # sequential mode: entities first
+            elif steer:
+                steer_task = asyncio.ensure_future(find_names())
             if self.config.parallel_queries:
-                if steer:
-                    steer_task = asyncio.ensure_future(find_names())
-                await asyncio.gather(*(run(mt) for mt in active))
+                await asyncio.gather(*(run(mt) for mt in order))
             else:
-                if steer:
-                    steer_task = asyncio.ensure_future(find_names())
+                if steer_task is not None and not shared:
                     await asyncio.wait({steer_task})
-                for mt in active:
+                for mt in order:
                     await run(mt)
             if steer_task is not None and steer_task.done() and not steer_task.cancelled():
                 names = steer_task.result()
@@ -398,7 +428,7 @@ class MemoryOrchestrator:
         tier: BaseMemory,
         req: ContextRequest,
         budget: int,
-        steer_task: asyncio.Task[list[str]],
+        steer_task: asyncio.Future[list[str]],
         deadline_s: float,
     ) -> MemoryContext:
         """The vector search, steered by the entities the query names when they are known in time."""

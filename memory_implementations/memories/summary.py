@@ -30,7 +30,7 @@ from ..stores import Stores
 from ..types import ContextRequest, MemoryContext, MemoryType, Message, Stopwatch, StoredRef
 from . import _shared as sh
 from ._provider_key import provider_key
-from .buffer import ConversationBufferMemory
+from .buffer import _DEDUPE_SLACK, ConversationBufferMemory
 
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_MAX_BATCH = 50
@@ -38,6 +38,8 @@ MIN_SUMMARY_TOKENS = 32
 SUMMARY_HEADER = "Summary of the earlier conversation:"
 RECENT_HEADER = "Recent messages:"
 SUMMARY_SCORE = 0.75
+#: Seconds the "no summary yet" marker stays cached.
+NO_SUMMARY_TTL = 60
 
 # KEYS: cache key. ARGV: json, version, ttl. Writes only when the cached version is older (or absent).
 _SET_IF_NEWER = """
@@ -101,6 +103,8 @@ class ConversationSummaryMemory(BaseMemory):
         self._summarizer = summarizer
         self._buffer: ConversationBufferMemory | None = None
         self.stats: dict[str, int] = {"summaries_written": 0, "summary_failures": 0, "lock_contended": 0}
+        #: How many messages the last context read fetched (reads are bounded by the window, not the session).
+        self.last_read_messages = 0
 
     # --- set-up --------------------------------------------------------------------------------------
     @property
@@ -311,10 +315,13 @@ class ConversationSummaryMemory(BaseMemory):
             self.log.warning("summary_pending_counter_unavailable", error=str(exc))
 
     async def _cache(self, user_id: str, session_id: str, row: Mapping[str, Any]) -> None:
+        ttl = self.config.ttl_seconds
+        if not row.get("version"):  # the "no summary yet" marker lives briefly (a lost overwrite heals fast)
+            ttl = min(ttl, NO_SUMMARY_TTL) if ttl > 0 else NO_SUMMARY_TTL
         try:
             await self._set_if_newer(
                 keys=[self._key(user_id, session_id, "latest")],
-                args=[json.dumps(row, default=str), int(row["version"]), self.config.ttl_seconds],
+                args=[json.dumps(row, default=str), int(row["version"]), ttl],
             )
         except sh.REDIS_DOWN as exc:
             self.log.warning("summary_cache_write_failed", error=str(exc))
@@ -333,14 +340,34 @@ class ConversationSummaryMemory(BaseMemory):
         try:
             raw = await stores.redis.get(key)
             if raw:
-                cached: dict[str, Any] = json.loads(raw)
-                return cached
+                return _cached_summary(raw)
         except sh.REDIS_DOWN as exc:
             self.log.warning("summary_cache_read_failed", error=str(exc))
+            return await self._latest_pg(user_id, session_id)
+        return await self._load_summary(user_id, session_id, mark_missing=False)
+
+    async def _load_summary(self, user_id: str, session_id: str, *, mark_missing: bool) -> dict[str, Any] | None:
+        """The latest summary from PostgreSQL, cached in Redis; with ``mark_missing`` "none yet" too (version 0).
+
+        The version-0 marker (used by the per-turn context reads) spares sessions without a summary a
+        PostgreSQL query per turn; the first real summary (version 1) replaces it, and the write script
+        never lets it replace a summary.
+        """
         latest = await self._latest_pg(user_id, session_id)
-        if latest is not None:
-            await self._cache(user_id, session_id, latest)
+        if latest is not None or mark_missing:
+            await self._cache(user_id, session_id, latest if latest is not None else {"version": 0})
         return latest
+
+    async def _context_summary(self, user_id: str, session_id: str) -> dict[str, Any] | None:
+        """The latest summary for a context read (as ``get_summary``, but remembering "none yet")."""
+        try:
+            raw = await self.stores.redis.get(self._key(user_id, session_id, "latest"))
+        except sh.REDIS_DOWN as exc:
+            self.log.warning("summary_cache_read_failed", error=str(exc))
+            return await self._latest_pg(user_id, session_id)
+        if raw:
+            return _cached_summary(raw)
+        return await self._load_summary(user_id, session_id, mark_missing=True)
 
     async def get_summary_history(
         self, session_id: str, user_id: str = "default", limit: int = 1000
@@ -367,10 +394,8 @@ class ConversationSummaryMemory(BaseMemory):
         session_id = sh.require_name(req.session_id, "session_id")
         user_id = req.user_id
         budget = max_tokens if max_tokens is not None else req.max_total_tokens or self.config.max_total_tokens
-        latest = await self.get_summary(session_id, user_id)
+        latest, candidates = await self._summary_and_uncovered(user_id, session_id)
         covers_to = int(latest["covers_to_id"]) if latest else 0
-        limit = max(self.window + self.max_batch_messages, 200)
-        candidates = [m for m in await self.buffer.get_messages(session_id, user_id, limit) if (m.id or 0) > covers_to]
         summary_text = (latest or {}).get("summary") or ""
         comp = self._compose(summary_text, candidates, budget)
         items: list[dict[str, Any]] = []
@@ -424,6 +449,102 @@ class ConversationSummaryMemory(BaseMemory):
                     "summary_tokens": comp.summary_tokens,
                     "message_tokens": comp.message_tokens,
                 },
+            },
+        )
+
+    @property
+    def _uncovered_cap(self) -> int:
+        """At most this many uncovered messages are considered (the newest)."""
+        return max(self.window + self.max_batch_messages, 200)
+
+    async def _summary_and_uncovered(
+        self, user_id: str, session_id: str
+    ) -> tuple[dict[str, Any] | None, list[Message]]:
+        """The latest summary and the messages it does not cover (newest ``_uncovered_cap``), oldest first.
+
+        One Redis round trip in the steady state: the summary's cache entry and the newest
+        ``window + batch_size`` cached messages are read in one pipeline; that is all of the uncovered
+        messages whenever one of them is already covered (or the cache holds the whole session). Only
+        when summarisation lags further (or the cache is cold) are more messages read — so the read
+        cost is bounded by the window, not by the session's length.
+        """
+        buffer = self.buffer
+        first = min(self.window + self.batch_size, self._uncovered_cap)
+        cache = None
+        try:
+            cache = await buffer._read_cache(
+                user_id, session_id, -(first + _DEDUPE_SLACK), also_get=self._key(user_id, session_id, "latest")
+            )
+        except sh.REDIS_DOWN as exc:
+            self.log.warning("summary_cache_read_failed", error=str(exc))
+        latest: dict[str, Any] | None = None
+        if cache is not None and cache.extra:
+            latest = _cached_summary(cache.extra)
+        elif cache is not None:
+            latest = await self._load_summary(user_id, session_id, mark_missing=True)
+        else:
+            latest = await self._latest_pg(user_id, session_id)
+        covers_to = int(latest["covers_to_id"]) if latest else 0
+        if cache is not None and cache.valid:
+            msgs = cache.messages
+            uncovered = [m for m in msgs if (m.id or 0) > covers_to]
+            whole_session = cache.length >= (cache.total or 0) and cache.length <= first + _DEDUPE_SLACK
+            if len(uncovered) < len(msgs) or whole_session:
+                self.last_read_messages = len(msgs)
+                return latest, uncovered[-self._uncovered_cap :]
+        # summarisation lags (or the cache is cold / Redis is down): the newest messages, as before
+        rows = await buffer.get_messages(session_id, user_id, self._uncovered_cap)
+        self.last_read_messages = len(rows)
+        return latest, [m for m in rows if (m.id or 0) > covers_to]
+
+    async def get_summary_context(
+        self, query: Mapping[str, Any] | ContextRequest | None = None, *, max_tokens: int | None = None
+    ) -> MemoryContext:
+        """Only the summary, as one "summary" item within the budget: one Redis GET, no messages read.
+
+        For callers whose recent messages come from elsewhere (the orchestrator, when the buffer tier
+        supplies "recent_conversation").
+        """
+        watch = Stopwatch()
+        await self._ensure()
+        req = await self.buffer.resolve_request(query)
+        session_id = sh.require_name(req.session_id, "session_id")
+        user_id = req.user_id
+        budget = max_tokens if max_tokens is not None else req.max_total_tokens or self.config.max_total_tokens
+        latest = await self._context_summary(user_id, session_id)
+        self.last_read_messages = 0
+        full = (latest or {}).get("summary") or ""
+        kept = self._fit_summary(full, budget)
+        covers_to = int(latest["covers_to_id"]) if latest else 0
+        tok = self.tokenizer
+        items: list[dict[str, Any]] = []
+        if kept:
+            items.append(
+                {
+                    "section": "summary",
+                    "id": f"summary:{session_id}:v{latest['version'] if latest else 0}",
+                    "content": kept,
+                    "score": SUMMARY_SCORE,
+                    "token_count": tok.count(kept),
+                    "version": latest["version"] if latest else None,
+                    "covers_to_id": covers_to,
+                }
+            )
+        text = _render(kept, [])
+        return MemoryContext(
+            memory_type=self.memory_type,
+            items=items,
+            text=text,
+            token_count=tok.count(text),
+            latency_ms=round(watch.ms, 3),
+            truncated=kept != full,
+            extra={
+                "summary": kept,
+                "messages": [],
+                "session_id": session_id,
+                "user_id": user_id,
+                "summary_version": latest["version"] if latest else None,
+                "covers_to_id": covers_to or None,
             },
         )
 
@@ -554,6 +675,12 @@ def _render(summary: str, messages: list[Message]) -> str:
     if messages:
         parts.append(RECENT_HEADER + "\n" + "\n".join(_line(m) for m in messages))
     return "\n\n".join(parts)
+
+
+def _cached_summary(raw: bytes | str) -> dict[str, Any] | None:
+    """A summary read from the Redis cache (None for the "no summary yet" marker, version 0)."""
+    cached: dict[str, Any] = json.loads(raw)
+    return cached if cached.get("version") else None
 
 
 def _summary_row(r: tuple[Any, ...]) -> dict[str, Any]:

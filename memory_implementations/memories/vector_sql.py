@@ -1,9 +1,9 @@
 """The direct PostgreSQL (psycopg 3, async) backend of the vector tier.
 
-Searches call ``match_memories`` (the same function Supabase's ``.rpc()`` calls) inside a short
-transaction that first sets ``hnsw.ef_search`` locally; the function itself sets
+Searches call ``match_memories`` (the same function Supabase's ``.rpc()`` calls) as one autocommit
+statement: the function raises ``hnsw.ef_search`` to cover the requested count and sets
 ``hnsw.iterative_scan = relaxed_order`` so filtered searches keep scanning the HNSW graph until they
-have enough rows. All SQL is parameterised; identifiers and the embedding type are composed with
+have enough rows; it takes the top rows by distance first and applies the threshold to those. All SQL is parameterised; identifiers and the embedding type are composed with
 :mod:`psycopg.sql`.
 """
 
@@ -133,7 +133,10 @@ class SqlVectorBackend:
     async def search(
         self, embedding: np.ndarray, scope: Scope, *, threshold: float, count: int, with_embeddings: bool = False
     ) -> list[Hit]:
-        """``match_memories`` with ``hnsw.ef_search`` raised to cover ``count`` (set locally in one transaction)."""
+        """``match_memories`` (which raises ``hnsw.ef_search`` to cover ``count``): one statement, no transaction.
+
+        A backend built with ``ef_search`` above the default sets it first, in a short transaction.
+        """
         emb_col = sql.SQL(", v.embedding") if with_embeddings else sql.SQL("")
         join = sql.SQL(" JOIN memory_vectors v ON v.id = mm.id") if with_embeddings else sql.SQL("")
         query = sql.SQL(
@@ -143,11 +146,18 @@ class SqlVectorBackend:
         ).format(emb=emb_col, t=self._cast, join=join)
         params = [_vec(embedding), threshold, count, Jsonb(scope.filter or {}), scope.user_id, scope.namespace,
                   scope.session_id, scope.created_after, scope.created_before]
-        async with self._conn() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, count)),))
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(query, params)
-            rows = await cur.fetchall()
+        async with self._conn() as conn:
+            if self.ef_search <= DEFAULT_EF_SEARCH:
+                # match_memories raises hnsw.ef_search to max(100, count) itself: one round trip
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(query, params)
+                rows = await cur.fetchall()
+            else:
+                async with conn.transaction():
+                    await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(self.ef_search),))
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute(query, params)
+                    rows = await cur.fetchall()
         return [_hit(r) for r in rows]
 
     async def text_search(self, match: str, rank: str, embedding: np.ndarray, scope: Scope, *, count: int) -> list[Hit]:
