@@ -385,13 +385,16 @@ class MemoryOrchestrator:
             watch = Stopwatch()
             ctx: MemoryContext | None = None
             try:
-                if mt is MemoryType.VECTOR_DATABASE and steer_task is not None:
-                    ctx = await asyncio.wait_for(self._steered_vector(tier, req, budget, steer_task, timeout), timeout)
-                elif summary_only and mt is MemoryType.CONVERSATION_SUMMARY and hasattr(tier, "get_summary_context"):
-                    # the buffer supplies recent_conversation: the summary tier reads only its summary
-                    ctx = await asyncio.wait_for(tier.get_summary_context(req, max_tokens=budget), timeout)
-                else:
-                    ctx = await asyncio.wait_for(tier.get_context(req, max_tokens=budget), timeout)
+                async with asyncio.timeout(timeout):  # (no extra task per tier, unlike wait_for)
+                    if mt is MemoryType.VECTOR_DATABASE and steer_task is not None:
+                        ctx = await self._steered_vector(tier, req, budget, steer_task, timeout)
+                    elif summary_only and mt is MemoryType.CONVERSATION_SUMMARY and hasattr(
+                        tier, "get_summary_context"
+                    ):
+                        # the buffer supplies recent_conversation: the summary tier reads only its summary
+                        ctx = await tier.get_summary_context(req, max_tokens=budget)
+                    else:
+                        ctx = await tier.get_context(req, max_tokens=budget)
                 results[mt] = ctx
             except Exception as exc:
                 degraded[mt.value] = _reason(exc, timeout_ms)

@@ -20,6 +20,7 @@ from memory_implementations.composer import (
     TRUNCATION_SLACK,
     TokenCounter,
     compose,
+    near_duplicate,
     normalize_content,
     resolve_weights,
     water_fill,
@@ -227,6 +228,27 @@ def test_repeated_message_inside_the_conversation_is_kept() -> None:
 
 def test_normalize_content() -> None:
     assert normalize_content("  Zoë's   CAFÉ, Dallas! ") == "zoe s cafe dallas"
+
+
+@given(st.text(max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_normalize_content_fast_path_matches_the_full_normalisation(text: str) -> None:
+    """The memoised ASCII fast path gives exactly what NFKD + combining-mark removal + casefold gives."""
+    import re
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text)
+    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    expected = " ".join(re.sub(r"[\W_]+", " ", folded).split())
+    assert normalize_content(text) == expected
+    assert normalize_content(text) == expected  # cached
+
+
+def test_near_duplicate_size_bound_is_exact() -> None:
+    """Sets whose sizes alone rule out Jaccard >= 0.85 are rejected; 17 of 20 shared words is exactly 0.85."""
+    a = frozenset(f"w{i}" for i in range(20))
+    assert near_duplicate(a, frozenset(f"w{i}" for i in range(17)))
+    assert not near_duplicate(a, frozenset(f"w{i}" for i in range(16)))
 
 
 # --- renderings ----------------------------------------------------------------------------------

@@ -313,6 +313,74 @@ async def test_real_entity_steering_end_to_end(orch: MemoryOrchestrator, uid: st
     await orch.forget(uid)
 
 
+async def test_steering_reuses_the_entity_tiers_single_lookup(orch: MemoryOrchestrator, uid: str, sid: str) -> None:
+    """With the entity tier queried, steering takes its names from it: one entity SQL statement per turn."""
+    entity = orch.memories[MemoryType.ENTITY_MEMORY]
+    assert isinstance(entity, EntityMemory)
+    await entity.process("Carlos is my brother and he lives in Boston.", user_id=uid)
+    calls: list[str] = []
+    real_rows, real_find = entity.db._rows, entity.find_entities_in_text
+
+    async def count_rows(sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        calls.append(sql)
+        return await real_rows(sql, params)
+
+    async def no_find(*args: Any, **kw: Any) -> list[dict[str, Any]]:
+        calls.append("find_entities_in_text")
+        return await real_find(*args, **kw)
+
+    entity.db._rows = count_rows  # type: ignore[method-assign]
+    entity.find_entities_in_text = no_find  # type: ignore[method-assign]
+    try:
+        ctx = await orch.get_comprehensive_context(
+            ContextRequest(query="Where does Carlos live?", session_id=sid, user_id=uid)
+        )
+    finally:
+        del entity.db._rows, entity.find_entities_in_text
+    assert ctx.entities == ["Carlos"] and "entity_steering" in ctx.latency_ms
+    assert len(calls) == 1 and calls[0] != "find_entities_in_text", calls  # one statement for tier + steering
+    line = next(c for c in ctx.sections["entities"].contents if c.startswith("Carlos"))
+    assert "Boston" in line or "brother" in line  # attributes / relationships hydrated in that statement
+    await orch.forget(uid)
+
+
+async def test_turn_reads_redis_in_one_round_trip_and_summary_only(
+    orch: MemoryOrchestrator, uid: str, sid: str
+) -> None:
+    """Buffer, summary, key-value and working-memory reads share one pipeline; the summary tier reads no messages."""
+    for i in range(4):
+        await orch.store_turn(session_id=sid, user_id=uid, user_message=f"question {i} about trains",
+                              assistant_message=f"answer {i} about trains")
+    summary = orch.memories[MemoryType.CONVERSATION_SUMMARY]
+    assert isinstance(summary, ConversationSummaryMemory)
+    req = ContextRequest(query="trains", session_id=sid, user_id=uid)
+    await orch.get_comprehensive_context(req)  # warm: caches filled
+    batch = orch.stores.redis_batch
+    before = batch.round_trips
+    full_calls: list[Any] = []
+    real = summary.get_context
+
+    async def spy(*args: Any, **kw: Any) -> MemoryContext:
+        full_calls.append(args)
+        return await real(*args, **kw)
+
+    summary.get_context = spy  # type: ignore[method-assign]
+    try:
+        ctx = await orch.get_comprehensive_context(req)
+    finally:
+        del summary.get_context
+    assert batch.round_trips - before == 1
+    assert full_calls == [] and summary.last_read_messages == 0
+    assert ctx.degraded == {} and len(ctx.conversation) == 8
+    # the summary tier alone (the default configuration) supplies recent_conversation itself
+    alone = MemoryOrchestrator({**orch.config.model_dump(), "enabled_memories": ["conversation_summary"]},
+                               stores=orch.stores)
+    ctx2 = await alone.get_comprehensive_context(req)
+    assert [m["content"] for m in ctx2.conversation] == [m["content"] for m in ctx.conversation]
+    assert ctx2.sections[CONVERSATION].tiers == ["conversation_summary"]
+    await orch.forget(uid)
+
+
 # --- conversation tiers together, dedupe, renderings -----------------------------------------------
 
 

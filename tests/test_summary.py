@@ -379,3 +379,61 @@ async def test_a_long_evicted_message_is_summarised_without_waiting_for_a_full_b
     assert len(history) == 1 and history[0]["covers_to_id"] == int(refs[0].id) and history[0]["message_count"] == 1
     assert [len(batch) for _, batch in rec.calls] == [1]
     assert history[0]["token_count"] <= 60
+
+
+# --- read cost bounded by the window, not the session length ---------------------------------------------
+async def test_context_reads_the_window_not_the_session(
+    memory: ConversationSummaryMemory, stores: Stores, sid: str, uid: str
+) -> None:
+    """A fully summarised 300-message session is read like a 14-message one: window + batch, one round trip."""
+    fetched: list[int] = []
+    buffer = memory.buffer
+    real_read, real_get = buffer._read_cache, buffer.get_messages
+
+    async def spy_read(user_id: str, session_id: str, start: int, **kw: Any) -> Any:
+        out = await real_read(user_id, session_id, start, **kw)
+        fetched.append(len(out.messages))
+        return out
+
+    async def spy_get(*args: Any, **kw: Any) -> Any:
+        out = await real_get(*args, **kw)
+        fetched.append(len(out))
+        return out
+
+    buffer._read_cache = spy_read  # type: ignore[method-assign]
+    buffer.get_messages = spy_get  # type: ignore[method-assign]
+    other = f"{sid}-short"
+    await memory.store_many([{**_turn(i), "session_id": sid, "user_id": uid} for i in range(300)])
+    await memory.store_many([{**_turn(i), "session_id": other, "user_id": uid} for i in range(WINDOW + BATCH)])
+    for s in (sid, other):
+        await memory.summarize_now(s, uid)
+    await memory.get_context({"session_id": other, "user_id": uid})  # warm the caches
+    await memory.get_context({"session_id": sid, "user_id": uid})
+    per_read: dict[str, list[int]] = {}
+    for s in (sid, other):
+        fetched.clear()
+        ctx = await memory.get_context({"session_id": s, "user_id": uid})
+        per_read[s] = list(fetched)
+        msgs = [i for i in ctx.items if i["section"] == "recent_conversation"]
+        assert len(msgs) == WINDOW  # the uncovered window, newest last
+        assert ctx.get("unsummarized_older_messages") == 0
+    bound = WINDOW + BATCH + 8  # window + one batch + the buffer's duplicate slack
+    assert len(per_read[sid]) == 1 and per_read[sid][0] <= bound, per_read  # one read, not 200 messages
+    assert len(per_read[other]) == 1 and per_read[other][0] <= bound, per_read
+    assert memory.last_read_messages <= bound
+
+
+async def test_summary_only_context_reads_no_messages(
+    memory: ConversationSummaryMemory, sid: str, uid: str
+) -> None:
+    """``get_summary_context`` (used when a buffer supplies the recent messages) returns only the summary."""
+    await memory.store_many([{**_turn(i), "session_id": sid, "user_id": uid} for i in range(40)])
+    latest = await memory.summarize_now(sid, uid)
+    assert latest is not None
+    ctx = await memory.get_summary_context({"session_id": sid, "user_id": uid}, max_tokens=2000)
+    assert [i["section"] for i in ctx.items] == ["summary"]
+    assert ctx.items[0]["content"] == latest["summary"] and ctx.get("messages") == []
+    assert memory.last_read_messages == 0
+    # a session without a summary yet: no item, and the "none yet" marker spares PostgreSQL next time
+    empty = await memory.get_summary_context({"session_id": f"{sid}-new", "user_id": uid})
+    assert empty.items == [] and await memory.get_summary(f"{sid}-new", uid) is None

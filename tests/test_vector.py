@@ -487,3 +487,56 @@ async def test_standalone_seed_style_usage(base_config: dict[str, Any], uid: str
         assert health["details"]["redis"]["status"] == "healthy"
         assert health["details"]["embedder"]["dim"] == 384
         await m.clear(user_id=uid)
+
+
+# match_memories: top-k by distance first, then the threshold ----------------------------------------
+async def test_off_topic_query_returns_nothing_and_stops_after_k(memory: VectorDatabaseMemory, stores: Stores) -> None:
+    """A query unlike everything a tenant stored returns [] (also through HNSW); the threshold filters the top k."""
+    rng = np.random.default_rng(11)
+    user = str(uuid.uuid4())
+    base = unit(rng, 1)[0]
+    vecs = base + 0.05 * rng.standard_normal((300, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    await memory.backend.upsert([
+        VectorRow(user_id=user, namespace="far", content=f"near {i}", content_hash=content_hash(f"near{i}"),
+                  embedding=vecs[i], embedding_model="synthetic") for i in range(300)
+    ])
+    far = -base  # cosine similarity about -1 with every row
+    assert await memory.backend.search(far, memory_scope(user_id=user), threshold=0.3, count=5) == []
+    near = await memory.backend.search(base, memory_scope(user_id=user), threshold=0.3, count=5)
+    assert len(near) == 5 and all(h.similarity is not None and h.similarity >= 0.3 for h in near)
+    async with stores.pg.connection() as conn:
+        await conn.execute("SET enable_seqscan = off")  # force the HNSW path, as on a large tenant
+        cur = await conn.execute(
+            "SELECT count(*) FROM match_memories(%s::vector(384), 0.3, 5, '{}'::jsonb, %s)", (far, user))
+        assert (await cur.fetchone())[0] == 0
+        await conn.execute("RESET ALL")
+    await memory.clear(user_id=user)
+
+
+async def test_match_memories_plan_limits_before_the_threshold(stores: Stores) -> None:
+    """The function body's plan: the threshold is a filter above the LIMIT (top-k first), not inside the scan."""
+    import re
+
+    async with stores.pg.connection() as conn:
+        cur = await conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'match_memories'")
+        body = (await cur.fetchone())[0]
+        stmt = next(s for s in body.split(";") if "FROM memory_vectors" in s)
+        names = ["query_embedding", "match_threshold", "match_count", "filter", "p_user_id", "p_namespace",
+                 "p_session_id", "created_after", "created_before"]
+        for i, name in enumerate(names, start=1):
+            stmt = re.sub(rf"\b{name}\b", f"${i}", stmt)
+        async with conn.transaction():
+            await conn.execute(
+                "PREPARE mm_body(vector(384), float8, int, jsonb, text, text, text, timestamptz, timestamptz) AS "
+                + stmt)
+            cur = await conn.execute(
+                "EXPLAIN EXECUTE mm_body(array_fill(0.1, ARRAY[384])::vector(384), 0.3, 5, '{}', 'u', NULL, NULL, "
+                "NULL, NULL)")
+            plan = [r[0] for r in await cur.fetchall()]
+            await conn.execute("DEALLOCATE mm_body")
+    text = "\n".join(plan)
+    limit_at = next(i for i, line in enumerate(plan) if "Limit" in line)
+    filter_at = next(i for i, line in enumerate(plan) if "Filter" in line and ">=" in line)
+    assert filter_at < limit_at, text  # the threshold filter sits above (is applied after) the LIMIT
+    assert not any(">=" in line and "Filter" in line for line in plan[limit_at:]), text

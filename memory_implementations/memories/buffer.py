@@ -7,7 +7,8 @@ every write). A read is one pipelined round trip (HMGET meta, LLEN, LRANGE, EXPI
 trusted only when ``meta.total`` exists and the list holds exactly ``min(total, cache_size)``
 entries; anything else (eviction, flush, TTL, restart, a list truncated by a crash) rehydrates the
 window from PostgreSQL and re-populates Redis, guarded by ``gen`` so a rebuild never overwrites a
-concurrent write. Writes append only to a warm cache; a cold one is rebuilt by the next read.
+concurrent write. Writes append only to a warm cache; a cold one is rebuilt by the next read. Reads
+go through ``Stores.redis_batch``, so the other tiers' reads of the same turn share the round trip.
 """
 
 from __future__ import annotations
@@ -198,20 +199,20 @@ class ConversationBufferMemory(BaseMemory):
             await pipe.execute()
 
     # reads -----------------------------------------------------------------------------------
-    async def _read_cache(self, user_id: str, session_id: str, start: int, *, also_get: str | None = None) -> _CacheRead:
+    async def _read_cache(
+        self, user_id: str, session_id: str, start: int, *, also_get: str | None = None
+    ) -> _CacheRead:
         """One pipelined read of the cached window from ``start``; ``also_get`` adds a GET of another key."""
         list_key, meta_key = self._keys(user_id, session_id)
         ttl = self.config.ttl_seconds
-        async with self.stores.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(meta_key, "total", "gen")
-            pipe.llen(list_key)
-            pipe.lrange(list_key, start, -1)
-            if also_get is not None:
-                pipe.get(also_get)
-            if ttl > 0:
-                pipe.expire(list_key, ttl)
-                pipe.expire(meta_key, ttl)
-            res = await pipe.execute()
+        commands: list[tuple[Any, ...]] = [("HMGET", meta_key, "total", "gen"), ("LLEN", list_key),
+                                           ("LRANGE", list_key, start, -1)]
+        if also_get is not None:
+            commands.append(("GET", also_get))
+        if ttl > 0:
+            commands += [("EXPIRE", list_key, ttl), ("EXPIRE", meta_key, ttl)]
+        # auto-pipelined: shares its round trip with the other tiers' reads of the same turn
+        res = await self.stores.redis_batch.execute(*commands)
         (total_raw, gen_raw), length, raw = res[0], int(res[1]), res[2]
         extra = res[3] if also_get is not None else None
         total = int(total_raw) if total_raw is not None else None

@@ -548,7 +548,8 @@ _CONTEXT_SQL = f"""
 WITH by_form AS (
     SELECT e.id, {decayed()} AS score FROM memory_entities e
     WHERE e.user_id = %(u)s AND (e.normalized_name = ANY(%(forms)s) OR e.id IN (
-        SELECT a.entity_id FROM memory_entity_aliases a WHERE a.user_id = %(u)s AND a.normalized_alias = ANY(%(forms)s)))
+        SELECT a.entity_id FROM memory_entity_aliases a
+        WHERE a.user_id = %(u)s AND a.normalized_alias = ANY(%(forms)s)))
     ORDER BY score DESC LIMIT %(lim)s
 ), by_person AS (
     SELECT e.id, {decayed()} AS score FROM memory_entities e

@@ -240,7 +240,7 @@ class KeyValueStoreMemory(BaseMemory):
         nskey = self._nskey(user_id, namespace)
         gen: str | None = None
         try:
-            gen_raw, blob = await stores.redis.hmget(nskey, "gen", "d")
+            ((gen_raw, blob),) = await stores.redis_batch.execute(("HMGET", nskey, "gen", "d"))
             if blob is not None:
                 return sh.decode_blob(blob)
             gen = sh.text(gen_raw) or ""

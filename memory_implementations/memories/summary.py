@@ -361,7 +361,7 @@ class ConversationSummaryMemory(BaseMemory):
     async def _context_summary(self, user_id: str, session_id: str) -> dict[str, Any] | None:
         """The latest summary for a context read (as ``get_summary``, but remembering "none yet")."""
         try:
-            raw = await self.stores.redis.get(self._key(user_id, session_id, "latest"))
+            (raw,) = await self.stores.redis_batch.execute(("GET", self._key(user_id, session_id, "latest")))
         except sh.REDIS_DOWN as exc:
             self.log.warning("summary_cache_read_failed", error=str(exc))
             return await self._latest_pg(user_id, session_id)
@@ -492,7 +492,12 @@ class ConversationSummaryMemory(BaseMemory):
             if len(uncovered) < len(msgs) or whole_session:
                 self.last_read_messages = len(msgs)
                 return latest, uncovered[-self._uncovered_cap :]
-        # summarisation lags (or the cache is cold / Redis is down): the newest messages, as before
+        if cache is not None and not cache.valid and buffer.pg_durable:
+            # a cold or partial cache: reload it from PostgreSQL once, so later reads are one round trip
+            rows, _ = await buffer._rehydrate(user_id, session_id, cache.gen, "summary_read")
+            self.last_read_messages = len(rows)
+            return latest, [m for m in rows[-self._uncovered_cap :] if (m.id or 0) > covers_to]
+        # summarisation lags (or Redis is down): the newest messages, as before
         rows = await buffer.get_messages(session_id, user_id, self._uncovered_cap)
         self.last_read_messages = len(rows)
         return latest, [m for m in rows if (m.id or 0) > covers_to]

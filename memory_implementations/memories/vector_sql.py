@@ -3,7 +3,8 @@
 Searches call ``match_memories`` (the same function Supabase's ``.rpc()`` calls) as one autocommit
 statement: the function raises ``hnsw.ef_search`` to cover the requested count and sets
 ``hnsw.iterative_scan = relaxed_order`` so filtered searches keep scanning the HNSW graph until they
-have enough rows; it takes the top rows by distance first and applies the threshold to those. All SQL is parameterised; identifiers and the embedding type are composed with
+have enough rows; it takes the top rows by distance first and applies the threshold to those. All SQL
+is parameterised; identifiers and the embedding type are composed with
 :mod:`psycopg.sql`.
 """
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from ..base import BaseMemory
 from ..errors import ValidationError
 from ..types import ContextRequest, MemoryContext, MemoryType, Message, Stopwatch, StoredRef, utcnow
@@ -257,7 +259,12 @@ class WorkingMemory(BaseMemory):
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], int]:
         """Items (insertion order), reasoning chain, meta counters and the namespace's remaining TTL."""
         await self._ensure()
-        raw_items, order, chain, meta, ttl = await self._snapshot(keys=self._keys(user_id, namespace), args=[])
+        keys = self._keys(user_id, namespace)
+        try:  # auto-pipelined with the other tiers' reads of the turn
+            (reply,) = await self.stores.redis_batch.execute(("EVALSHA", self._snapshot.sha, len(keys), *keys))
+        except NoScriptError:  # first use on this server (or after SCRIPT FLUSH): load it
+            reply = await self._snapshot(keys=keys, args=[])
+        raw_items, order, chain, meta, ttl = reply
         by_key = _pairs(raw_items)
         items = [sh.loads(by_key[_s(k)]) for k in order if _s(k) in by_key]
         return items, [sh.loads(s) for s in chain], _pairs(meta), int(ttl)

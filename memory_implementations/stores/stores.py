@@ -20,6 +20,7 @@ from ..config import MemoryConfig
 from ..errors import BackendUnavailable
 from ..types import Stopwatch
 from . import embedded
+from .batch import RedisBatcher
 from .keys import KeyBuilder
 from .migrations import DEFAULT_DIM, MigrationReport, migrate
 
@@ -43,6 +44,14 @@ class Stores:
     worker: BackgroundWorker = field(default_factory=BackgroundWorker)
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
     _closed: bool = field(default=False, repr=False)
+    _batcher: RedisBatcher | None = field(default=None, repr=False)
+
+    @property
+    def redis_batch(self) -> RedisBatcher:
+        """Auto-pipelining over ``redis``: reads issued concurrently by the tiers share one round trip."""
+        if self._batcher is None:
+            self._batcher = RedisBatcher(lambda: self.redis)
+        return self._batcher
 
     def shared(self, name: str, factory: Callable[[], T]) -> T:
         """One object per name per Stores (e.g. the embedder), built by ``factory`` on first use."""
