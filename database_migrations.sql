@@ -157,6 +157,7 @@ CREATE TABLE IF NOT EXISTS memory_api_keys (
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
+CREATE INDEX IF NOT EXISTS memory_api_keys_prefix_idx ON memory_api_keys (prefix);
 
 -- Filtered similarity search, callable directly and through Supabase's REST `.rpc()`.
 -- SECURITY INVOKER: RLS applies to the caller. Iterative HNSW scans keep filtered searches full.

@@ -6,6 +6,7 @@ from .context import ComprehensiveContext, SectionContext
 from .errors import (
     BackendUnavailable,
     ConfigError,
+    Conflict,
     ExtensionMissing,
     MemoryError,
     NotFound,
@@ -33,6 +34,7 @@ __all__ = [
     "BaseMemory",
     "ComprehensiveContext",
     "ConfigError",
+    "Conflict",
     "ContextRequest",
     "ConversationBufferMemory",
     "ConversationSummaryMemory",

@@ -78,4 +78,10 @@ class ExtensionMissing(BackendUnavailable):
     code = "extension_missing"
 
 
-__all__ += ["ExtensionMissing"]
+class Conflict(ValidationError):
+    """The change conflicts with existing data (e.g. it would duplicate another record)."""
+
+    code = "conflict"
+
+
+__all__ += ["Conflict", "ExtensionMissing"]

@@ -21,7 +21,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from ..base import BaseMemory
-from ..errors import BackendUnavailable, NotFound, SchemaMismatch, ValidationError
+from ..errors import BackendUnavailable, Conflict, NotFound, SchemaMismatch, ValidationError
 from ..providers import Embedder, build_embedder
 from ..stores.migrations import embedding_type
 from ..types import ContextRequest, HealthState, HealthStatus, MemoryContext, MemoryType, Message, Stopwatch, StoredRef
@@ -271,7 +271,7 @@ class VectorDatabaseMemory(BaseMemory):
                 metadata=new_meta,
             )
         except DuplicateContent as dup:
-            raise ValidationError(
+            raise Conflict(
                 f"'content' duplicates memory {dup.existing_id} of the same user and namespace; nothing was changed",
                 field="content",
             ) from None

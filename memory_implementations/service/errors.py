@@ -20,6 +20,9 @@ from ..errors import (
     SchemaMismatch,
     ValidationError,
 )
+from ..errors import (
+    Conflict as RecordConflict,
+)
 
 log = structlog.get_logger("memory_implementations.service")
 
@@ -95,6 +98,8 @@ def status_for(exc: MemoryError) -> int:
         return exc.status
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, RecordConflict):
+        return 409
     if isinstance(exc, SchemaMismatch):
         return 503
     if isinstance(exc, ValidationError | ConfigError):
@@ -103,8 +108,6 @@ def status_for(exc: MemoryError) -> int:
         return 503
     if isinstance(exc, ProviderError):
         return 503 if exc.retryable else 502
-    if exc.code == "conflict":  # a tier's own Conflict error, if one is added
-        return 409
     return 500
 
 

@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from ..errors import NotFound, ValidationError
+from ..errors import NotFound
 from ..types import MemoryType, Stopwatch
 from .auth import Principal
 from .deps import PrincipalDep, StateDep, get_memory, get_orchestrator, get_principal
-from .errors import Conflict
 from .schemas import MemoryBatchIn, MemoryIn, MemoryPatch, SearchIn
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"], dependencies=[Depends(get_principal)])
@@ -104,12 +103,7 @@ async def patch_memory(
 ) -> dict[str, Any]:
     """Update in place; 409 when the new content duplicates another memory of the user."""
     user = principal.resolve_user(user_id)
-    try:
-        updated: dict[str, Any] = await _vector(request).update(memory_id, body.content, body.metadata, user_id=user)
-    except ValidationError as exc:
-        if "duplicates memory" in exc.message:
-            raise Conflict(exc.message, field="content") from None
-        raise
+    updated: dict[str, Any] = await _vector(request).update(memory_id, body.content, body.metadata, user_id=user)
     return updated
 
 
