@@ -47,7 +47,7 @@ class RedisBatcher:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return [await f for f in futures]
+        return list(await asyncio.gather(*futures))
 
     def _flush(self) -> None:
         batch, self._pending, self._scheduled = self._pending, [], False

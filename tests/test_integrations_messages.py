@@ -1,0 +1,102 @@
+"""trim_messages / count_message_tokens with the package tokenizer."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from memory_implementations.errors import ValidationError
+from memory_implementations.integrations import count_message_tokens, trim_messages
+from memory_implementations.integrations.messages import message_text
+from memory_implementations.tokens import get_tokenizer
+
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+
+
+def chat(n: int) -> list[dict[str, str]]:
+    """``n`` alternating user/assistant messages of different lengths."""
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i} " + "word " * (i % 5)}
+            for i in range(n)]
+
+
+def test_count_matches_the_tokenizer_framing() -> None:
+    msgs = [SYSTEM, *chat(6)]
+    tok = get_tokenizer("gpt-4o")
+    assert count_message_tokens(msgs) == tok.count_messages(msgs)
+    assert count_message_tokens([]) == 0
+    assert count_message_tokens(msgs, model="gpt-4o") == count_message_tokens(msgs)
+    # content blocks and tool calls cost tokens too; LangChain/LlamaIndex-like objects are understood
+    blocks = {"role": "user", "content": [{"type": "text", "text": "hello there"}, {"type": "image_url"}]}
+    assert count_message_tokens([blocks]) == count_message_tokens([{"role": "user", "content": "hello there"}])
+    with_call = {"role": "assistant", "content": None,
+                 "tool_calls": [{"id": "c", "function": {"name": "lookup", "arguments": "{\"q\": \"tea\"}"}}]}
+    assert count_message_tokens([with_call]) > count_message_tokens([{"role": "assistant", "content": ""}])
+    lc_like = SimpleNamespace(type="human", content="hello there")
+    assert count_message_tokens([lc_like]) == count_message_tokens([{"role": "user", "content": "hello there"}])
+    assert "lookup" in message_text(with_call)
+    with pytest.raises(ValidationError) as err:
+        count_message_tokens("hello")  # type: ignore[arg-type]
+    assert err.value.field == "messages"
+
+
+def test_trim_last_keeps_system_and_newest_within_budget() -> None:
+    msgs = [SYSTEM, *chat(20)]
+    for budget in (30, 60, 100, 150):
+        out = trim_messages(msgs, budget)
+        assert out[0] is SYSTEM
+        assert count_message_tokens(out) <= budget
+        tail = out[1:]
+        assert tail == msgs[len(msgs) - len(tail):]  # a suffix, order kept
+        if len(tail) < 20:  # the next older message would not have fit
+            assert count_message_tokens([SYSTEM, msgs[len(msgs) - len(tail) - 1], *tail]) > budget
+    assert trim_messages(msgs, 10_000) == msgs
+
+
+def test_trim_first_and_without_system() -> None:
+    msgs = [SYSTEM, *chat(10)]
+    out = trim_messages(msgs, 60, strategy="first")
+    assert out[0] is SYSTEM and out[1:] == msgs[1:len(out)]
+    assert count_message_tokens(out) <= 60
+    no_sys = trim_messages(msgs, 40, keep_system=False)
+    assert SYSTEM not in no_sys and count_message_tokens(no_sys) <= 40 and no_sys[-1] is msgs[-1]
+
+
+def test_trim_max_messages_partial_and_start_on() -> None:
+    msgs = [SYSTEM, *chat(10)]
+    assert trim_messages(msgs, 10_000, max_messages=3) == [SYSTEM, *msgs[-3:]]
+    long = [{"role": "user", "content": "alpha " * 200}, {"role": "assistant", "content": "short reply"}]
+    whole = trim_messages(long, 60)
+    assert whole == [long[1]]
+    partial = trim_messages(long, 60, allow_partial=True)
+    assert partial[1] is long[1] and partial[0]["content"].startswith("alpha")
+    assert partial[0]["content"] != long[0]["content"] and count_message_tokens(partial) <= 60
+    # Anthropic wants the first message to be the user's
+    assert msgs[-3]["role"] == "assistant"
+    assert trim_messages(msgs, 10_000, keep_system=False, max_messages=3, start_on="user") == msgs[-2:]
+    assert trim_messages(msgs, 10_000, keep_system=False, max_messages=3) == msgs[-3:]
+
+
+def test_trim_drops_orphaned_tool_results() -> None:
+    msgs = [
+        {"role": "user", "content": "look it up " * 30},
+        {"role": "assistant", "content": "",
+         "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "content": "result", "tool_call_id": "c1"},
+        {"role": "assistant", "content": "Here it is."},
+    ]
+    budget = count_message_tokens(msgs[2:])  # room for the tool result but not the call that made it
+    out = trim_messages(msgs, budget)
+    assert out == [msgs[3]]
+
+
+def test_trim_validation() -> None:
+    with pytest.raises(ValidationError) as err:
+        trim_messages([SYSTEM, *chat(3)], 5)
+    assert err.value.field == "max_tokens"  # the system message alone does not fit
+    for kwargs, field in (({"max_tokens": -1}, "max_tokens"), ({"max_tokens": 10, "strategy": "middle"}, "strategy"),
+                          ({"max_tokens": 10, "max_messages": -2}, "max_messages")):
+        with pytest.raises(ValidationError) as err:
+            trim_messages(chat(3), **kwargs)  # type: ignore[arg-type]
+        assert err.value.field == field
+    assert trim_messages([], 100) == []
