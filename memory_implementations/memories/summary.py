@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+from .._json import loads as fast_loads
 from ..base import BaseMemory
 from ..config import MemoryConfig
 from ..errors import BackendUnavailable, ValidationError
@@ -684,7 +685,7 @@ def _render(summary: str, messages: list[Message]) -> str:
 
 def _cached_summary(raw: bytes | str) -> dict[str, Any] | None:
     """A summary read from the Redis cache (None for the "no summary yet" marker, version 0)."""
-    cached: dict[str, Any] = json.loads(raw)
+    cached: dict[str, Any] = fast_loads(raw)
     return cached if cached.get("version") else None
 
 

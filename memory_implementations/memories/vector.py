@@ -9,11 +9,14 @@ token-budgeted ``get_context``.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import math
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -327,28 +330,37 @@ class VectorDatabaseMemory(BaseMemory):
         extra_terms: Sequence[str] = (),
     ) -> list[SearchResult]:
         """Top-``k`` memories of ``user_id`` for ``query``: vector similarity, optionally fused with full-text
-        rank (RRF, k=60) and diversified by MMR. ``extra_terms`` join the full-text leg (entity steering)."""
+        rank (RRF, k=60) and diversified by MMR. ``extra_terms`` join the full-text leg (entity steering).
+
+        Inside ``get_steered_context`` a similarity leg already running for the same query and scope
+        is used instead of a new query, and the full-text leg runs while it finishes.
+        """
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("'query' must be a non-empty string", field="query")
-        scope = Scope(
-            user_id=_str(user_id, "user_id"),
-            namespace=_str(namespace, "namespace") if namespace is not None else None,
-            session_id=_str(session_id, "session_id") if session_id is not None else None,
-            filter=_metadata(filters, "filters") if filters is not None else {},
-            created_after=_when(created_after, "created_after"),
-            created_before=_when(created_before, "created_before"),
-        )
+        scope = self._scope_of({"user_id": user_id, "namespace": namespace, "session_id": session_id,
+                                "filters": filters, "created_after": created_after, "created_before": created_before})
         k = self._k(k)
         threshold = self._threshold(threshold)
         hybrid = self.config.hybrid_search if hybrid is None else _bool(hybrid, "hybrid")
         mmr = self.config.mmr_lambda if mmr_lambda is None else _fraction(mmr_lambda, "mmr_lambda")
         lexical = lexical_queries(query, extra_terms) if hybrid else None
-        embedder, backend = await self._ready()
-        q = (await embedder.embed([query]))[0]
         pool = k if not hybrid and mmr is None else min(max(4 * k, 20), MAX_K)
-        hits = await backend.search(q, scope, threshold=threshold, count=pool, with_embeddings=mmr is not None)
-        if lexical is not None:
-            text_hits = await backend.text_search(lexical[0], lexical[1], q, scope, count=pool)
+        leg = _SIMILARITY_LEG.get()
+        text_hits: list[Hit] | None = None
+        if leg is not None and mmr is None and leg.count >= pool and leg.key == (self, query, scope, threshold):
+            _SIMILARITY_LEG.set(None)  # used once
+            _, backend = await self._ready()
+            q = await leg.embedding
+            if lexical is not None:  # runs while the similarity leg finishes
+                text_hits = await backend.text_search(lexical[0], lexical[1], q, scope, count=pool)
+            hits = (await leg.task)[:pool]  # top-k then threshold: the first rows of a larger pool are the same
+        else:
+            embedder, backend = await self._ready()
+            q = (await embedder.embed([query]))[0]
+            hits = await backend.search(q, scope, threshold=threshold, count=pool, with_embeddings=mmr is not None)
+            if lexical is not None:
+                text_hits = await backend.text_search(lexical[0], lexical[1], q, scope, count=pool)
+        if text_hits is not None:
             results = _fuse(hits, text_hits)
         else:
             results = [_result(h, h.similarity or 0.0, ("vector",)) for h in hits]
@@ -360,6 +372,83 @@ class VectorDatabaseMemory(BaseMemory):
         return results[:k]
 
     # context ---------------------------------------------------------------------------------
+    async def get_steered_context(
+        self,
+        query: Mapping[str, Any] | ContextRequest | str | None,
+        *,
+        max_tokens: int | None = None,
+        entities: Awaitable[Sequence[str]],
+    ) -> MemoryContext:
+        """``get_context`` steered by entity names still being looked up (``entities``, awaited here).
+
+        The similarity leg of the search starts at once; the names, when non-empty, then become
+        ``filters["entities"]`` of the ``get_context`` call, whose search takes the running leg's rows
+        instead of querying again and runs only the full-text leg. Same answer as awaiting the names
+        first and calling ``get_context``.
+        """
+        req = ContextRequest.from_any(query)
+        early = self._start_similarity(req)
+        token = _SIMILARITY_LEG.set(early) if early is not None else None
+        try:
+            names = _clean_terms(await entities)
+            if names:
+                req = replace(req, filters={**req.filters, "entities": names})
+            return await self.get_context(req, max_tokens=max_tokens)
+        finally:
+            if inspect.iscoroutine(entities):
+                entities.close()  # never awaited when the request was invalid: no "never awaited" warning
+            if token is not None:
+                _SIMILARITY_LEG.reset(token)
+            if early is not None:
+                await _settle(early.task)
+                await _settle(early.embedding)
+
+    def _start_similarity(self, req: ContextRequest) -> _Leg | None:
+        """Start the vector leg ``get_context`` would run for ``req`` (None: nothing to start early)."""
+        f = dict(req.filters or {})
+        mmr = f.get("mmr_lambda")
+        if not req.query.strip() or (mmr if mmr is not None else self.config.mmr_lambda) is not None:
+            return None  # MMR needs the pool's embeddings: get_context runs the whole search
+        try:
+            kw = _search_kwargs(req, f)
+            scope = self._scope_of(kw)
+            k = self._k(kw["k"])
+            threshold = self._threshold(kw["threshold"])
+        except ValidationError:
+            return None  # get_context raises it
+        pool = min(max(4 * k, 20), MAX_K)  # the hybrid pool; its first k rows are the vector-only answer
+
+        embedding: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+
+        async def similar() -> list[Hit]:
+            try:
+                embedder, backend = await self._ready()
+                q = (await embedder.embed([req.query]))[0]
+            except BaseException as exc:
+                if not embedding.done():
+                    if isinstance(exc, Exception):
+                        embedding.set_exception(exc)
+                    else:
+                        embedding.cancel()
+                raise
+            embedding.set_result(q)
+            return await backend.search(q, scope, threshold=threshold, count=pool)
+
+        task = asyncio.ensure_future(similar())
+        return _Leg(key=(self, req.query, scope, threshold), count=pool, task=task, embedding=embedding)
+
+    def _scope_of(self, kw: Mapping[str, Any]) -> Scope:
+        """The validated search scope of ``search``'s keyword arguments."""
+        namespace, session_id, filters = kw.get("namespace"), kw.get("session_id"), kw.get("filters")
+        return Scope(
+            user_id=_str(kw["user_id"], "user_id"),
+            namespace=_str(namespace, "namespace") if namespace is not None else None,
+            session_id=_str(session_id, "session_id") if session_id is not None else None,
+            filter=_metadata(filters, "filters") if filters is not None else {},
+            created_after=_when(kw.get("created_after"), "created_after"),
+            created_before=_when(kw.get("created_before"), "created_before"),
+        )
+
     async def get_context(
         self, query: Mapping[str, Any] | ContextRequest | str | None = None, *, max_tokens: int | None = None
     ) -> MemoryContext:
@@ -384,18 +473,7 @@ class VectorDatabaseMemory(BaseMemory):
         k = f.get("k", f.get("top_k"))
         if req.query.strip():
             results = await self.search(
-                req.query,
-                user_id=req.user_id,
-                k=k,
-                threshold=f.get("threshold"),
-                filters=f.get("metadata"),
-                namespace=req.namespace,
-                session_id=req.session_id if f.get("session_only") is True else None,
-                created_after=f.get("created_after"),
-                created_before=f.get("created_before"),
-                hybrid=True if entities else f.get("hybrid"),
-                mmr_lambda=f.get("mmr_lambda"),
-                extra_terms=entities,
+                req.query, **_search_kwargs(req, f), hybrid=True if entities else f.get("hybrid"), extra_terms=entities
             )
             mode = "hybrid" if (entities or f.get("hybrid", self.config.hybrid_search)) else "vector"
         else:
@@ -607,6 +685,51 @@ def _when(value: Any, name: str) -> datetime | None:
     if value.tzinfo is None:
         raise ValidationError(f"'{name}' must be timezone-aware", field=name)
     return value
+
+
+@dataclass
+class _Leg:
+    """A similarity search started ahead of ``get_context`` (entity steering), for one query and scope."""
+
+    key: tuple[Any, ...]
+    count: int
+    task: asyncio.Future[list[Hit]]
+    embedding: asyncio.Future[np.ndarray]
+
+
+#: The similarity leg started by ``get_steered_context`` for the ``get_context`` call it makes.
+_SIMILARITY_LEG: ContextVar[_Leg | None] = ContextVar("vector_similarity_leg", default=None)
+
+
+async def _settle(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` if still running and wait for it; its outcome is retrieved, never raised."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()
+
+
+def _search_kwargs(req: ContextRequest, f: Mapping[str, Any]) -> dict[str, Any]:
+    """``search`` keyword arguments (scope, k, threshold, MMR) of a context request with filters ``f``."""
+    return {
+        "user_id": req.user_id,
+        "k": f.get("k", f.get("top_k")),
+        "threshold": f.get("threshold"),
+        "filters": f.get("metadata"),
+        "namespace": req.namespace,
+        "session_id": req.session_id if f.get("session_only") is True else None,
+        "created_after": f.get("created_after"),
+        "created_before": f.get("created_before"),
+        "mmr_lambda": f.get("mmr_lambda"),
+    }
+
+
+def _clean_terms(terms: Sequence[str] | str | None) -> list[str]:
+    """Entity names as full-text terms: strings, blanks dropped, duplicates removed (order kept)."""
+    if isinstance(terms, str):
+        terms = [terms]
+    return list(dict.fromkeys(str(t) for t in (terms or ()) if str(t).strip()))
 
 
 def _result(hit: Hit, score: float, sources: tuple[str, ...]) -> SearchResult:

@@ -63,6 +63,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("init_retry_seconds"),
         description="When a backend is down at start-up, retry initialising every this many seconds.",
     )
+    gc_freeze: bool = Field(
+        True,
+        validation_alias=_env("gc_freeze"),
+        description="After start-up, move the objects alive then (modules, tokenizer tables, pools) out of the "
+        "garbage collector's reach (gc.freeze), so collections during requests traverse only request objects.",
+    )
     ready_timeout_seconds: float = Field(
         3.0, gt=0, validation_alias=_env("ready_timeout_seconds"), description="Deadline of one readiness check."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -108,6 +109,11 @@ class ServiceState:
             self.ready = True
             self.init_error = None
             await self._wire_and_warm(stores)
+            if self.settings.gc_freeze:
+                # start-up objects (modules, tokenizer tables, pools) never die: keep them out of every
+                # later collection, which then traverses only request objects (shorter gen-2 pauses)
+                gc.collect()
+                gc.freeze()
             log.info("service_ready", auth="enabled" if self.settings.auth_enabled else "DISABLED")
             return True
 

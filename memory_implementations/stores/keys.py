@@ -7,11 +7,14 @@ inside ids can neither break the hash tag nor make two different ids collide.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import quote
 
 
+@functools.lru_cache(maxsize=65536)
 def _enc(part: str) -> str:
+    """Percent-encode one key component (memoised: the same users and sessions recur every turn)."""
     return quote(str(part), safe="-_.@", errors="surrogatepass")
 
 

@@ -11,10 +11,12 @@ import psycopg
 import redis.asyncio as aioredis
 import structlog
 from pgvector.psycopg import register_vector_async
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from .._json import loads as fast_loads
 from ..background import BackgroundWorker
 from ..config import MemoryConfig
 from ..errors import BackendUnavailable
@@ -156,7 +158,9 @@ async def _none() -> None:
 
 
 async def _configure_connection(conn: psycopg.AsyncConnection) -> None:
+    """Per pooled connection: pgvector types, and json/jsonb decoded by orjson when installed."""
     await register_vector_async(conn)
+    set_json_loads(fast_loads, conn)
 
 
 def _redis_client(cfg: MemoryConfig, url: str | None, emb: embedded.EmbeddedRedis | None) -> aioredis.Redis:
