@@ -173,3 +173,25 @@ async def test_entity_tier_uses_the_model_and_falls_back_on_500(
     protocol_server.reply_next(json.dumps({"entities": [], "relationships": []}))
     await memory.process("Anything new?", user_id=uid)
     assert "Ana Lopez" in request_text(provider, protocol_server.requests_to(chat_path(provider))[0].body)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_vector_tier_embeds_through_the_provider(
+    provider: str, protocol_server: ProtocolServer, base_config: dict[str, Any], stores: Stores, uid: str
+) -> None:
+    from memory_implementations.memories.vector import VectorDatabaseMemory
+
+    cfg = model_config(base_config, protocol_server, provider, embedding_provider=provider, embedding_dim=384)
+    memory = VectorDatabaseMemory(cfg, stores=stores)
+    await memory.initialize()
+    assert memory.embedder.kind == "remote" and memory.embedder.dim == 384
+    fact = f"User keeps bees on the roof ({uid[:8]})"
+    await memory.store({"content": fact, "user_id": uid})
+    await memory.store({"content": f"User dislikes rainy Mondays ({uid[:8]})", "user_id": uid})
+    path = "/v1/embeddings" if provider == "openai" else "batchEmbedContents"
+    sent = protocol_server.requests_to(path)
+    assert sent, "the embedder never reached the provider"
+    # the protocol server's embeddings are a deterministic function of the text: the same text is the best match
+    hits = await memory.search(fact, user_id=uid, k=2, threshold=-1.0)
+    assert hits[0]["content"] == fact
+    await memory.clear(user_id=uid)

@@ -14,6 +14,7 @@ import pytest
 
 from memory_implementations.config import MemoryConfig
 from memory_implementations.errors import NotFound, SchemaMismatch, ValidationError
+from memory_implementations.memories._provider_key import provider_key
 from memory_implementations.memories.vector import VectorDatabaseMemory
 from memory_implementations.memories.vector_backend import VectorRow, content_hash, lexical_queries
 from memory_implementations.memories.vector_sql import SqlVectorBackend
@@ -75,7 +76,7 @@ def unit(rng: np.random.Generator, n: int, dim: int = 384) -> np.ndarray:
 
 # store, de-duplication, get -------------------------------------------------------------------
 async def test_uses_the_shared_real_embedder(memory: VectorDatabaseMemory, stores: Stores) -> None:
-    assert memory.embedder is stores.shared("embedder", lambda: None)
+    assert memory.embedder is stores.shared(provider_key("embedder", memory.config), lambda: None)
     assert (memory.embedder.dim, memory.embedder.kind) == (384, "semantic")
     assert memory.embedding_dim() == 384
     assert isinstance(memory.backend, SqlVectorBackend)
@@ -114,7 +115,7 @@ async def test_repeated_store_refreshes_the_row(memory: VectorDatabaseMemory, st
 async def test_store_many_one_embed_call_and_in_batch_duplicates(
     config: MemoryConfig, stores: Stores, uid: str
 ) -> None:
-    counting = CountingEmbedder(stores.shared("embedder", lambda: build_embedder(config, redis=stores.redis)))
+    counting = CountingEmbedder(stores.shared(provider_key("embedder", config), lambda: build_embedder(config, redis=stores.redis)))
     m = VectorDatabaseMemory(config, stores=stores, embedder=counting)
     items: list[Any] = [
         {"content": "Alice works at Acme", "user_id": uid, "metadata": {"n": 1}},
@@ -498,7 +499,7 @@ async def test_steered_context_falls_back_cleanly(memory: VectorDatabaseMemory, 
 
 async def test_empty_query_returns_recent_memories_without_vector_work(config: MemoryConfig, stores: Stores,
                                                                         uid: str) -> None:
-    counting = CountingEmbedder(stores.shared("embedder", lambda: build_embedder(config, redis=stores.redis)))
+    counting = CountingEmbedder(stores.shared(provider_key("embedder", config), lambda: build_embedder(config, redis=stores.redis)))
     m = VectorDatabaseMemory(config, stores=stores, embedder=counting)
     await m.store({"content": "older note", "user_id": uid})
     await m.store({"content": "newer note", "user_id": uid})

@@ -534,9 +534,10 @@ async def _embedder(orchestrator: Any, stores: Stores, config: MemoryConfig) -> 
             emb = getattr(vector, attr, None)
             if emb is not None and hasattr(emb, "embed"):
                 return emb
+    from ..memories._provider_key import provider_key
     from ..providers.embeddings import build_embedder
 
-    return stores.shared("embedder", lambda: build_embedder(config, redis=stores.redis))
+    return stores.shared(provider_key("embedder", config), lambda: build_embedder(config, redis=stores.redis))
 
 
 async def _measure(settings: BenchSettings, stores: Stores, orchestrator: Any, result: BenchResult) -> None:

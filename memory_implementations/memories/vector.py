@@ -28,6 +28,7 @@ from ..errors import BackendUnavailable, Conflict, NotFound, SchemaMismatch, Val
 from ..providers import Embedder, build_embedder
 from ..stores.migrations import embedding_type
 from ..types import ContextRequest, HealthState, HealthStatus, MemoryContext, MemoryType, Message, Stopwatch, StoredRef
+from ._provider_key import provider_key
 from .vector_backend import (
     DEFAULT_NAMESPACE,
     DuplicateContent,
@@ -143,7 +144,8 @@ class VectorDatabaseMemory(BaseMemory):
         stores = self.stores
         if self._embedder is None:
             cfg = self.config
-            self._embedder = stores.shared("embedder", lambda: build_embedder(cfg, redis=stores.redis))
+            key = provider_key("embedder", cfg)
+            self._embedder = stores.shared(key, lambda: build_embedder(cfg, redis=stores.redis))
         if self._backend is None and self.mode == "supabase":
             from ..stores.supabase import SupabaseVectorBackend
 
