@@ -28,8 +28,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from ..base import BaseMemory
 from ..config import MemoryConfig
 from ..context import ComprehensiveContext, jsonable
 from ..errors import ConfigError, MemoryError, ValidationError
@@ -300,20 +301,26 @@ def validate_arguments(tool: MemoryTool, arguments: Mapping[str, Any]) -> dict[s
 # --- running a tool ---------------------------------------------------------------------------------
 
 
-def _vector(orchestrator: MemoryOrchestrator, tool: str) -> VectorDatabaseMemory:
-    tier = orchestrator.memories.get(MemoryType.VECTOR_DATABASE)
-    if not isinstance(tier, VectorDatabaseMemory):
-        raise ConfigError(f"{tool} needs the vector_database tier, which this orchestrator does not enable",
-                          field="enabled_memories")
+_T = TypeVar("_T", bound=BaseMemory)
+
+
+def _tier(orchestrator: MemoryOrchestrator, memory_type: MemoryType, cls: type[_T], tool: str) -> _T:
+    """The orchestrator's ``memory_type`` tier, or ConfigError naming the tool that needs it."""
+    tier = orchestrator.memories.get(memory_type)
+    if not isinstance(tier, cls):
+        raise ConfigError(
+            f"{tool} needs the {memory_type.value} tier, which this orchestrator does not enable",
+            field="enabled_memories",
+        )
     return tier
+
+
+def _vector(orchestrator: MemoryOrchestrator, tool: str) -> VectorDatabaseMemory:
+    return _tier(orchestrator, MemoryType.VECTOR_DATABASE, VectorDatabaseMemory, tool)
 
 
 def _kv(orchestrator: MemoryOrchestrator, tool: str) -> KeyValueStoreMemory:
-    tier = orchestrator.memories.get(MemoryType.KEY_VALUE_STORE)
-    if not isinstance(tier, KeyValueStoreMemory):
-        raise ConfigError(f"{tool} needs the key_value_store tier, which this orchestrator does not enable",
-                          field="enabled_memories")
-    return tier
+    return _tier(orchestrator, MemoryType.KEY_VALUE_STORE, KeyValueStoreMemory, tool)
 
 
 def _hit(r: Any, *, with_session: bool = False) -> dict[str, Any]:
