@@ -8,7 +8,15 @@ import pytest
 
 from memory_implementations.errors import ValidationError
 from memory_implementations.integrations import count_message_tokens, trim_messages
-from memory_implementations.integrations.messages import message_text
+from memory_implementations.integrations.messages import (
+    IMAGE_TOKENS_ANTHROPIC,
+    IMAGE_TOKENS_HIGH,
+    IMAGE_TOKENS_LOW,
+    SUMMARY_PREFIX,
+    count_tokens,
+    message_text,
+    summarize_messages,
+)
 from memory_implementations.tokens import get_tokenizer
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
@@ -27,8 +35,13 @@ def test_count_matches_the_tokenizer_framing() -> None:
     assert count_message_tokens([]) == 0
     assert count_message_tokens(msgs, model="gpt-4o") == count_message_tokens(msgs)
     # content blocks and tool calls cost tokens too; LangChain/LlamaIndex-like objects are understood
-    blocks = {"role": "user", "content": [{"type": "text", "text": "hello there"}, {"type": "image_url"}]}
-    assert count_message_tokens([blocks]) == count_message_tokens([{"role": "user", "content": "hello there"}])
+    text_only = count_message_tokens([{"role": "user", "content": "hello there"}])
+    blocks = {"role": "user", "content": [{"type": "text", "text": "hello there"},
+                                          {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+    assert count_message_tokens([blocks]) == text_only + IMAGE_TOKENS_HIGH
+    low = {"role": "user", "content": [{"type": "text", "text": "hello there"},
+                                       {"type": "image_url", "image_url": {"url": "u", "detail": "low"}}]}
+    assert count_message_tokens([low]) == text_only + IMAGE_TOKENS_LOW
     with_call = {"role": "assistant", "content": None,
                  "tool_calls": [{"id": "c", "function": {"name": "lookup", "arguments": "{\"q\": \"tea\"}"}}]}
     assert count_message_tokens([with_call]) > count_message_tokens([{"role": "assistant", "content": ""}])
@@ -100,3 +113,84 @@ def test_trim_validation() -> None:
             trim_messages(chat(3), **kwargs)  # type: ignore[arg-type]
         assert err.value.field == field
     assert trim_messages([], 100) == []
+
+
+def test_count_tokens_never_counts_a_part_as_zero() -> None:
+    from langchain_core.messages import AIMessage, ToolMessage
+    from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock
+
+    empty = count_tokens([{"role": "assistant", "content": ""}])
+    # Anthropic tool_use / tool_result blocks
+    use = {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "lookup",
+                                             "input": {"city": "Lisbon"}}]}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                           "content": [{"type": "text", "text": "sunny, 24 degrees"}]}]}
+    assert count_tokens([use]) > empty and count_tokens([result]) > empty
+    # unknown blocks (audio, files) cost their JSON with the payload elided, never zero and never the payload
+    audio = {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "QUJD" * 5000,
+                                                                                "format": "wav"}}]}
+    audio_cost = count_tokens([audio]) - count_tokens([{"role": "user", "content": []}])
+    assert 1 <= audio_cost < 50
+    # a named message pays for its name
+    assert count_tokens([{"role": "user", "content": "hi", "name": "sam"}]) > count_tokens([{"role": "user",
+                                                                                            "content": "hi"}])
+    # real LangChain and LlamaIndex messages
+    ai = AIMessage(content="", tool_calls=[{"name": "lookup", "args": {"city": "Lisbon"}, "id": "c1"}])
+    assert count_tokens([ai]) > count_tokens([AIMessage(content="")])
+    assert count_tokens([ToolMessage(content="sunny", tool_call_id="c1")]) == count_tokens(
+        [{"role": "tool", "content": "sunny"}])
+    picture = ChatMessage(role="user", blocks=[TextBlock(text="what is this?"),
+                                               ImageBlock(url="https://example.com/cat.png")])
+    assert count_tokens([picture]) == count_tokens([{"role": "user", "content": "what is this?"}]) + \
+        IMAGE_TOKENS_ANTHROPIC
+    assert count_message_tokens is count_tokens
+
+
+def test_trim_by_message_count_token_strategy_and_preserve_system() -> None:
+    msgs = [SYSTEM, *chat(12)]
+    assert trim_messages(msgs, max_messages=4) == [SYSTEM, *msgs[-4:]]
+    assert trim_messages(msgs, strategy="first", max_messages=2) == [SYSTEM, *msgs[1:3]]
+    assert trim_messages(msgs, max_messages=4, preserve_system=False) == msgs[-4:]
+    by_tokens = trim_messages(msgs, 70, strategy="token")
+    assert by_tokens == trim_messages(msgs, 70) and count_tokens(by_tokens) <= 70
+    assert by_tokens[0] is SYSTEM and by_tokens[-1] is msgs[-1]
+    # both limits: the tighter one wins
+    assert trim_messages(msgs, 10_000, max_messages=2) == [SYSTEM, *msgs[-2:]]
+    for kwargs in ({}, {"strategy": "token"}, {"strategy": "token", "max_tokens": 50, "max_messages": 2}):
+        with pytest.raises(ValidationError) as err:
+            trim_messages(msgs, **kwargs)  # type: ignore[arg-type]
+        assert err.value.field == "max_tokens"
+
+
+async def test_summarize_messages_folds_older_turns() -> None:
+    msgs: list[dict[str, str]] = [SYSTEM]
+    facts = ["My name is Priya and I work as a marine biologist.", "I live in Lisbon near the river.",
+             "My dog is called Pepper.", "I prefer short answers."]
+    for i, fact in enumerate(facts):
+        msgs += [{"role": "user", "content": fact}, {"role": "assistant", "content": f"Noted ({i})."}]
+    msgs += [{"role": "user", "content": "What should I cook tonight?"}]
+    out = await summarize_messages(msgs, keep_last=3, max_summary_tokens=80)
+    assert out[0] is SYSTEM
+    assert out[-3:] == msgs[-3:]
+    summary = out[1]
+    assert summary["role"] == "system" and summary["content"].startswith(SUMMARY_PREFIX)
+    assert "Priya" in summary["content"] and "Pepper" in summary["content"]
+    assert get_tokenizer(None).count(summary["content"]) <= 80 + 10
+    assert len(out) == 5 and count_tokens(out) < count_tokens(msgs)
+    # nothing older than keep_last: unchanged
+    assert await summarize_messages(msgs, keep_last=50) == msgs
+    # a tool result stays with its call
+    tool_chat = [{"role": "user", "content": "I live in Porto."},
+                 {"role": "assistant", "content": "", "tool_calls": [
+                     {"id": "c", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+                 {"role": "tool", "content": "rain", "tool_call_id": "c"},
+                 {"role": "assistant", "content": "It rains in Porto."}]
+    folded = await summarize_messages(tool_chat, keep_last=2)
+    assert folded[-1] == tool_chat[-1] and all(m.get("role") != "tool" for m in folded)
+    for kwargs, field in (({"keep_last": -1}, "keep_last"), ({"max_summary_tokens": 0}, "max_summary_tokens")):
+        with pytest.raises(ValidationError) as err:
+            await summarize_messages(msgs, **kwargs)  # type: ignore[arg-type]
+        assert err.value.field == field
+    with pytest.raises(ValidationError) as err:
+        await summarize_messages([{"role": "wizard", "content": "x"}, *chat(4)], keep_last=1)
+    assert err.value.field == "messages[0].role"

@@ -20,7 +20,7 @@ from memory_implementations.integrations import (
     resolve_tool_calls,
     tool_result_message,
 )
-from memory_implementations.integrations.tools import parse_tool_call
+from memory_implementations.integrations.tools import parse_tool_call, run_tool_call
 from memory_implementations.memories.kv import KeyValueStoreMemory
 from memory_implementations.memories.vector import VectorDatabaseMemory
 from memory_implementations.orchestrator import MemoryOrchestrator
@@ -77,7 +77,7 @@ def test_schemas_in_each_format() -> None:
     anthropic = memory_tools("anthropic")
     responses = memory_tools("openai_responses")
     names = ["search_memory", "remember", "recall_conversation", "get_user_profile", "set_preference",
-             "forget_memory"]
+             "edit_memory", "forget_memory", "get_working_memory", "set_working_memory"]
     assert [t["function"]["name"] for t in openai] == names
     assert [t["name"] for t in anthropic] == names
     assert [t["name"] for t in responses] == names
@@ -106,74 +106,77 @@ def test_include_and_orchestrator_filtering(base_config: dict[str, Any]) -> None
     kv_only = MemoryOrchestrator({**base_config, "enabled_memories": [MemoryType.KEY_VALUE_STORE]})
     assert [t["name"] for t in memory_tools("anthropic", orchestrator=kv_only)] == [
         "get_user_profile", "set_preference", "forget_memory"]
+    working_only = MemoryOrchestrator({**base_config, "enabled_memories": [MemoryType.WORKING_MEMORY]})
+    assert [t["name"] for t in working_only.memory_tools("anthropic")] == [
+        "get_working_memory", "set_working_memory"]
 
 
 # --- resolving calls against the real tiers ----------------------------------------------------------
 
 
 async def test_remember_then_search_openai_and_anthropic(orch: MemoryOrchestrator, uid: str, sid: str) -> None:
-    stored = await resolve_tool_call(
+    stored = await run_tool_call(
         orch, openai_call("remember", {"content": "The user is allergic to penicillin.", "topics": ["health"]}),
         user_id=uid, session_id=sid)
     assert stored["stored"] is True and stored["already_known"] is False
     row = await vector(orch).get(stored["id"], user_id=uid)
     assert row is not None and row["content"] == "The user is allergic to penicillin."
     assert row["metadata"]["topics"] == ["health"] and row["metadata"]["source"] == "agent"
-    again = await resolve_tool_call(
+    again = await run_tool_call(
         orch, anthropic_call("remember", {"content": "The user is allergic to penicillin."}, as_object=True),
         user_id=uid, session_id=sid)
     assert again["id"] == stored["id"] and again["already_known"] is True
-    await resolve_tool_call(orch, anthropic_call("remember", {"content": "The user's favourite city is Lisbon."}),
+    await run_tool_call(orch, anthropic_call("remember", {"content": "The user's favourite city is Lisbon."}),
                             user_id=uid, session_id=sid)
 
-    found = await resolve_tool_call(
+    found = await run_tool_call(
         orch, openai_call("search_memory", {"query": "Which medicines must I avoid?", "limit": 1}, as_object=True),
         user_id=uid, session_id=sid)
     assert found["count"] == 1
     assert found["memories"][0]["content"] == "The user is allergic to penicillin."
     assert found["memories"][0]["id"] == stored["id"] and found["memories"][0]["topics"] == ["health"]
     json.dumps(found)
-    found = await resolve_tool_call(orch, anthropic_call("search_memory", {"query": "trip to Portugal"}),
+    found = await run_tool_call(orch, anthropic_call("search_memory", {"query": "trip to Portugal"}),
                                     user_id=uid, session_id=sid)
     assert found["memories"][0]["content"] == "The user's favourite city is Lisbon."
     # another user sees none of it
-    other = await resolve_tool_call(orch, openai_call("search_memory", {"query": "penicillin allergy"}),
+    other = await run_tool_call(orch, openai_call("search_memory", {"query": "penicillin allergy"}),
                                     user_id=str(uuid.uuid4()))
     assert other == {"memories": [], "count": 0}
 
 
 async def test_preferences_set_get_forget(orch: MemoryOrchestrator, uid: str) -> None:
-    first = await resolve_tool_call(orch, openai_call("set_preference", {"key": "answer_style", "value": "brief"}),
+    first = await run_tool_call(orch, openai_call("set_preference", {"key": "answer_style", "value": "brief"}),
                                     user_id=uid)
     assert first == {"key": "answer_style", "value": "brief", "stored": True, "replaced": False}
-    second = await resolve_tool_call(orch, anthropic_call("set_preference", {"key": "answer_style",
+    second = await run_tool_call(orch, anthropic_call("set_preference", {"key": "answer_style",
                                                                              "value": "detailed"}), user_id=uid)
     assert second["replaced"] is True
-    await resolve_tool_call(orch, anthropic_call("set_preference", {"key": "units", "value": 1}), user_id=uid)
+    await run_tool_call(orch, anthropic_call("set_preference", {"key": "units", "value": 1}), user_id=uid)
     assert await kv(orch).get("answer_style", user_id=uid) == "detailed"
     assert [h["value"] for h in await kv(orch).history("answer_style", user_id=uid)] == ["brief"]
 
-    one = await resolve_tool_call(orch, openai_call("get_user_profile", {"key": "answer_style"}), user_id=uid)
+    one = await run_tool_call(orch, openai_call("get_user_profile", {"key": "answer_style"}), user_id=uid)
     assert one == {"key": "answer_style", "found": True, "value": "detailed"}
-    missing = await resolve_tool_call(orch, anthropic_call("get_user_profile", {"key": "timezone"}), user_id=uid)
+    missing = await run_tool_call(orch, anthropic_call("get_user_profile", {"key": "timezone"}), user_id=uid)
     assert missing == {"key": "timezone", "found": False, "value": None}
-    everything = await resolve_tool_call(orch, openai_call("get_user_profile", "{}"), user_id=uid)
+    everything = await run_tool_call(orch, openai_call("get_user_profile", "{}"), user_id=uid)
     assert everything == {"preferences": {"answer_style": "detailed", "units": 1}}
 
-    gone = await resolve_tool_call(orch, anthropic_call("forget_memory", {"key": "units"}), user_id=uid)
+    gone = await run_tool_call(orch, anthropic_call("forget_memory", {"key": "units"}), user_id=uid)
     assert gone == {"key": "units", "deleted": True}
     assert await kv(orch).get("units", "absent", user_id=uid) == "absent"
-    again = await resolve_tool_call(orch, openai_call("forget_memory", {"key": "units"}), user_id=uid)
+    again = await run_tool_call(orch, openai_call("forget_memory", {"key": "units"}), user_id=uid)
     assert again["deleted"] is False
 
 
 async def test_forget_memory_by_id_only_for_its_owner(orch: MemoryOrchestrator, uid: str) -> None:
     ref = await vector(orch).store({"content": "The user's locker code is 4512.", "user_id": uid})
-    intruder = await resolve_tool_call(orch, openai_call("forget_memory", {"memory_id": ref.id}),
+    intruder = await run_tool_call(orch, openai_call("forget_memory", {"memory_id": ref.id}),
                                        user_id=str(uuid.uuid4()))
     assert intruder["deleted"] is False
     assert await vector(orch).get(ref.id, user_id=uid) is not None
-    result = await resolve_tool_call(orch, anthropic_call("forget_memory", {"memory_id": ref.id}), user_id=uid)
+    result = await run_tool_call(orch, anthropic_call("forget_memory", {"memory_id": ref.id}), user_id=uid)
     assert result == {"memory_id": ref.id, "deleted": True}
     assert await vector(orch).get(ref.id, user_id=uid) is None
 
@@ -187,7 +190,7 @@ async def test_recall_conversation_across_and_within_sessions(orch: MemoryOrches
                           assistant_message="Good choice.")
     await vector(orch).store({"content": "The user's dog is a greyhound.", "user_id": uid})  # not a turn
     await orch.flush()
-    everywhere = await resolve_tool_call(
+    everywhere = await run_tool_call(
         orch, openai_call("recall_conversation", {"query": "dog vaccinations", "limit": 5}),
         user_id=uid, session_id="tuesday")
     contents = [m["content"] for m in everywhere["messages"]]
@@ -195,14 +198,14 @@ async def test_recall_conversation_across_and_within_sessions(orch: MemoryOrches
     assert everywhere["messages"][0]["session_id"] == "monday"
     assert "My other dog Pepper needs a new collar." in contents
     assert "The user's dog is a greyhound." not in contents  # only conversation turns
-    here = await resolve_tool_call(
+    here = await run_tool_call(
         orch, anthropic_call("recall_conversation", {"query": "dog vaccinations", "scope": "this_session"}),
         user_id=uid, session_id="tuesday")
     assert here["count"] >= 1
     assert here["messages"][0]["content"] == "My other dog Pepper needs a new collar."
     assert {m["session_id"] for m in here["messages"]} == {"tuesday"}
     with pytest.raises(ValidationError) as err:
-        await resolve_tool_call(orch, openai_call("recall_conversation", {"query": "dog", "scope": "this_session"}),
+        await run_tool_call(orch, openai_call("recall_conversation", {"query": "dog", "scope": "this_session"}),
                                 user_id=uid)
     assert err.value.field == "scope"
 
@@ -233,7 +236,7 @@ async def test_recall_conversation_across_and_within_sessions(orch: MemoryOrches
 async def test_bad_arguments_name_the_field(orch: MemoryOrchestrator, uid: str, call: Any, field: str) -> None:
     before = await kv(orch).list(user_id=uid)
     with pytest.raises(ValidationError) as err:
-        await resolve_tool_call(orch, call, user_id=uid, session_id="s")
+        await run_tool_call(orch, call, user_id=uid, session_id="s")
     assert err.value.field == field, err.value.message
     assert await kv(orch).list(user_id=uid) == before  # nothing was written
 
@@ -241,10 +244,10 @@ async def test_bad_arguments_name_the_field(orch: MemoryOrchestrator, uid: str, 
 async def test_missing_tier_and_missing_user(base_config: dict[str, Any], stores: Stores, uid: str) -> None:
     o = MemoryOrchestrator({**base_config, "enabled_memories": [MemoryType.KEY_VALUE_STORE]}, stores=stores)
     with pytest.raises(ConfigError) as err:
-        await resolve_tool_call(o, openai_call("search_memory", {"query": "x"}), user_id=uid)
+        await run_tool_call(o, openai_call("search_memory", {"query": "x"}), user_id=uid)
     assert err.value.field == "enabled_memories"
     with pytest.raises(ValidationError) as verr:
-        await resolve_tool_call(o, openai_call("get_user_profile", {}), user_id="")
+        await run_tool_call(o, openai_call("get_user_profile", {}), user_id="")
     assert verr.value.field == "user_id"
     await o.close()
 
@@ -320,3 +323,106 @@ async def test_memory_prompt_budget_covers_the_query(orch: MemoryOrchestrator, u
     with pytest.raises(ValidationError) as err:
         await memory_prompt(orch, "", user_id=uid, session_id=sid)
     assert err.value.field == "query"
+
+
+# --- editing, working memory, the result envelope, memory_prompt(session=..., long_term_search=...) ---
+
+
+@pytest.fixture
+async def agent(base_config: dict[str, Any], stores: Stores) -> AsyncIterator[MemoryOrchestrator]:
+    """The tool tiers plus working memory."""
+    o = MemoryOrchestrator({**base_config, "enabled_memories": [*TIERS, MemoryType.WORKING_MEMORY],
+                            "tier_timeout_ms": 5000, "similarity_threshold": 0.1}, stores=stores)
+    await o.initialize()
+    yield o
+    await o.close()
+
+
+async def test_edit_memory_corrects_content_and_topics(agent: MemoryOrchestrator, uid: str) -> None:
+    stored = await run_tool_call(agent, openai_call("remember", {"content": "The user lives in Lyon.",
+                                                                 "topics": ["home"]}), user_id=uid)
+    edited = await run_tool_call(agent, anthropic_call("edit_memory", {"memory_id": stored["id"],
+                                                                       "content": "The user lives in Marseille."}),
+                                 user_id=uid)
+    assert edited["updated"] and edited["content"] == "The user lives in Marseille." and edited["topics"] == ["home"]
+    found = await run_tool_call(agent, openai_call("search_memory", {"query": "where does the user live"}),
+                                user_id=uid)
+    contents = [m["content"] for m in found["memories"]]
+    assert "The user lives in Marseille." in contents and "The user lives in Lyon." not in contents
+    retagged = await run_tool_call(agent, openai_call("edit_memory", {"memory_id": stored["id"],
+                                                                      "topics": ["home", "france"]}), user_id=uid)
+    assert retagged["topics"] == ["home", "france"] and retagged["content"] == "The user lives in Marseille."
+    for args, field in (({"memory_id": stored["id"]}, "content"), ({"content": "x"}, "memory_id")):
+        with pytest.raises(ValidationError) as err:
+            await run_tool_call(agent, openai_call("edit_memory", args), user_id=uid)
+        assert err.value.field == field
+    # another user cannot edit it
+    outcome = await resolve_tool_call(agent, openai_call("edit_memory", {"memory_id": stored["id"],
+                                                                         "content": "hijacked"}), user_id="intruder")
+    assert outcome["success"] is False and outcome["code"] == "not_found"
+    assert (await vector(agent).get(stored["id"], user_id=uid) or {})["content"] == "The user lives in Marseille."
+
+
+async def test_working_memory_tools_are_per_session(agent: MemoryOrchestrator, uid: str, sid: str) -> None:
+    wrote = await run_tool_call(agent, openai_call("set_working_memory", {"key": "plan", "value": "compare 3 flights",
+                                                                          "importance": 0.9}),
+                                user_id=uid, session_id=sid)
+    assert wrote == {"key": "plan", "stored": True, "replaced": False}
+    again = await run_tool_call(agent, anthropic_call("set_working_memory", {"key": "plan", "value": "book the 9am"}),
+                                user_id=uid, session_id=sid)
+    assert again["replaced"] is True
+    await run_tool_call(agent, openai_call("set_working_memory", {"key": "budget", "value": 450}),
+                        user_id=uid, session_id=sid)
+    one = await run_tool_call(agent, openai_call("get_working_memory", {"key": "plan"}), user_id=uid, session_id=sid)
+    assert one == {"key": "plan", "found": True, "value": "book the 9am"}
+    everything = await run_tool_call(agent, openai_call("get_working_memory", {}), user_id=uid, session_id=sid)
+    assert [(i["key"], i["value"]) for i in everything["items"]] == [("plan", "book the 9am"), ("budget", 450)]
+    # another session sees its own, empty scratchpad; the orchestrator's context shows this one
+    other = await run_tool_call(agent, openai_call("get_working_memory", {}), user_id=uid, session_id=sid + "-b")
+    assert other["items"] == []
+    ctx = await agent.get_comprehensive_context({"query": "plan", "session_id": sid, "user_id": uid})
+    assert "plan: book the 9am" in ctx.text
+    with pytest.raises(ValidationError) as err:
+        await run_tool_call(agent, openai_call("get_working_memory", {}), user_id=uid)
+    assert err.value.field == "session_id"
+    with pytest.raises(ValidationError) as err:
+        await run_tool_call(agent, openai_call("set_working_memory", {"key": "x", "value": "y", "importance": 3}),
+                            user_id=uid, session_id=sid)
+    assert err.value.field == "importance"
+
+
+async def test_resolve_tool_call_envelope(agent: MemoryOrchestrator, uid: str, sid: str) -> None:
+    call = openai_call("set_preference", {"key": "units", "value": "metric"})
+    ok = await agent.resolve_tool_call(call, user_id=uid, session_id=sid)
+    assert ok["success"] is True and ok["function_name"] == "set_preference"
+    assert ok["tool_call_id"] == call["id"] and ok["result"]["stored"] is True
+    assert json.loads(ok["formatted_response"]) == ok["result"]
+    block = anthropic_call("set_preference", {"key": "units"})
+    bad = await resolve_tool_call(agent, block, user_id=uid)
+    assert bad["success"] is False and bad["field"] == "value" and bad["tool_call_id"] == block["id"]
+    assert "value" in json.loads(bad["formatted_response"])["error"]
+    garbage = await resolve_tool_call(agent, {"nonsense": True}, user_id=uid)
+    assert garbage["success"] is False and garbage["function_name"] is None and garbage["field"] == "tool_call"
+    assert await kv(agent).get("units", user_id=uid) == "metric"
+
+
+async def test_memory_prompt_session_dict_and_long_term_search(agent: MemoryOrchestrator, uid: str, sid: str) -> None:
+    await agent.store_turn(session_id=sid, user_id=uid, user_message="Let's plan the garden.",
+                           assistant_message="Happy to help with the garden.")
+    await kv(agent).set("favourite_plant", "lavender", user_id=uid)
+    query = "What should I plant?"
+    session = {"session_id": sid, "user_id": uid, "model_name": "gpt-4o", "context_window_max": 500}
+    full = await agent.memory_prompt(query, session=session)
+    assert "favourite_plant: lavender" in full[0]["content"] and count_message_tokens(full) <= 500
+    assert full[-1] == {"role": "user", "content": query}
+    short = await memory_prompt(agent, query, session=session, long_term_search=False)
+    assert "lavender" not in json.dumps(short)
+    assert [m["content"] for m in short if m["role"] != "system"] == [
+        "Let's plan the garden.", "Happy to help with the garden.", query]
+    for kwargs, field in (({"session": {"session_id": sid, "colour": "red"}}, "session.colour"),
+                          ({"session": {"session_id": sid}}, "user_id"),
+                          ({"session": session, "long_term_search": {"text": "x"}}, "long_term_search.text"),
+                          ({"session": session, "long_term_search": "yes"}, "long_term_search")):
+        with pytest.raises(ValidationError) as err:
+            await memory_prompt(agent, query, **kwargs)  # type: ignore[arg-type]
+        assert err.value.field == field

@@ -1,9 +1,18 @@
-"""Count and trim chat messages with this package's tokenizer (offline-safe, same counts as the composer).
+"""Count, trim and summarise chat messages with this package's tokenizer (offline-safe).
 
 Messages may be OpenAI/Anthropic-style dicts (``content`` a string or a list of content blocks, optional
-``tool_calls``), LangChain messages or LlamaIndex ``ChatMessage`` objects: anything with a role (or a
-LangChain ``type``) and a content. Counting follows ``Tokenizer.count_messages``: 4 tokens of framing per
-message plus its text, plus 3 for the reply's priming when there is at least one message.
+``tool_calls``/``name``), LangChain messages or LlamaIndex ``ChatMessage`` objects: anything with a role
+(or a LangChain ``type``) and a content. A message costs 4 tokens of framing plus its parts, and a
+request 3 more for the reply's priming (as ``Tokenizer.count_messages``). Nothing that reaches the
+model is counted as zero:
+
+* text blocks cost their text; tool calls (OpenAI ``tool_calls``, LangChain ``tool_calls``, Anthropic
+  ``tool_use`` blocks) cost their name and JSON arguments; ``tool_result`` blocks cost their content;
+* images cost a fixed estimate, since their pixels are not known here: OpenAI ``image_url`` /
+  ``input_image`` 85 tokens at ``detail="low"`` and 765 otherwise (a 1024x1024 high-detail image),
+  Anthropic/LlamaIndex ``image`` blocks 1,600 (the ceiling for a full-size image);
+* any other block (audio, files, documents) costs the tokens of its JSON with long payloads elided,
+  at least 1.
 """
 
 from __future__ import annotations
@@ -13,14 +22,26 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from ..errors import ValidationError
+from ..providers.interfaces import Summarizer
 from ..tokens import Tokenizer, get_tokenizer
+from ..types import Message
 from ._conversation import text_of_content
 
 M = TypeVar("M")
 #: Framing tokens of one message and of the reply priming (as ``Tokenizer.count_messages``).
 PER_MESSAGE = 4
 PRIMING = 3
-Strategy = Literal["last", "first"]
+#: Estimates for image blocks whose size is unknown (see the module docstring).
+IMAGE_TOKENS_LOW = 85
+IMAGE_TOKENS_HIGH = 765
+IMAGE_TOKENS_ANTHROPIC = 1600
+#: Strings longer than this inside an unknown block (base64 payloads) are counted as a placeholder.
+_ELIDE_CHARS = 256
+Strategy = Literal["last", "first", "token"]
+STRATEGIES: tuple[str, ...] = ("last", "first", "token")
+_TEXT_BLOCKS = frozenset({"text", "input_text", "output_text"})
+_OPENAI_IMAGES = frozenset({"image_url", "input_image"})
+SUMMARY_PREFIX = "Summary of the earlier conversation:"
 
 
 def message_role(message: Any) -> str:
@@ -33,103 +54,198 @@ def message_role(message: Any) -> str:
     return {"human": "user", "ai": "assistant", "developer": "system"}.get(role, role)
 
 
+def _field(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def _content(message: Any) -> Any:
+    """The content to count: LlamaIndex ``blocks`` when present (its ``content`` drops non-text blocks)."""
+    if not isinstance(message, Mapping):
+        blocks = getattr(message, "blocks", None)
+        if isinstance(blocks, list) and blocks:
+            return blocks
+    return _field(message, "content")
+
+
+def _tool_calls(message: Any) -> Any:
+    calls = _field(message, "tool_calls")
+    if not calls and not isinstance(message, Mapping):
+        kwargs = getattr(message, "additional_kwargs", None)
+        calls = kwargs.get("tool_calls") if isinstance(kwargs, Mapping) else None
+    return calls
+
+
+def _dump(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _elide(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _ELIDE_CHARS:
+        return f"<{len(value)} characters>"
+    if isinstance(value, Mapping):
+        return {k: _elide(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_elide(v) for v in value]
+    return value
+
+
+def _block_tokens(tok: Tokenizer, block: Any) -> int:
+    """Tokens of one content block (see the module docstring for the rules)."""
+    if isinstance(block, str):
+        return tok.count(block)
+    kind = _field(block, "type") or _field(block, "block_type")
+    kind = str(getattr(kind, "value", kind) or "")
+    if kind in _TEXT_BLOCKS or (not kind and isinstance(_field(block, "text"), str)):
+        return tok.count(str(_field(block, "text") or ""))
+    if kind in _OPENAI_IMAGES:
+        detail = _field(block, "detail") or _field(_field(block, "image_url") or {}, "detail")
+        return IMAGE_TOKENS_LOW if detail == "low" else IMAGE_TOKENS_HIGH
+    if kind == "image":
+        return IMAGE_TOKENS_ANTHROPIC
+    if kind == "tool_use":
+        return max(1, tok.count(str(_field(block, "name") or "")) + tok.count(_dump(_field(block, "input") or {})))
+    if kind == "tool_result":
+        return max(1, _content_tokens(tok, _field(block, "content")))
+    raw = block if isinstance(block, Mapping) else getattr(block, "__dict__", str(block))
+    return max(1, tok.count(_dump(_elide(raw))))
+
+
+def _content_tokens(tok: Tokenizer, content: Any) -> int:
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return tok.count(content)
+    if isinstance(content, list | tuple):
+        return sum(_block_tokens(tok, b) for b in content)
+    return _block_tokens(tok, content)
+
+
+def message_tokens(message: Any, tok: Tokenizer) -> int:
+    """Tokens one message costs: framing, content blocks, tool calls and ``name``."""
+    cost = PER_MESSAGE + _content_tokens(tok, _content(message))
+    calls = _tool_calls(message)
+    if calls:
+        cost += tok.count(_dump(calls))
+    name = _field(message, "name")
+    if isinstance(name, str) and name:
+        cost += 1 + tok.count(name)
+    return cost
+
+
 def message_text(message: Any) -> str:
-    """Everything of a message that costs tokens: its text, plus tool-call names and arguments."""
-    if isinstance(message, Mapping):
-        content, tool_calls = message.get("content"), message.get("tool_calls")
-    else:
-        content, tool_calls = getattr(message, "content", None), getattr(message, "tool_calls", None)
-        if tool_calls is None:
-            kwargs = getattr(message, "additional_kwargs", None)
-            tool_calls = kwargs.get("tool_calls") if isinstance(kwargs, Mapping) else None
-    text = text_of_content(content)
-    if tool_calls:
-        try:
-            calls = json.dumps(tool_calls, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            calls = str(tool_calls)
-        text = f"{text}\n{calls}" if text else calls
+    """The readable text of a message: its text parts, plus tool-call names and arguments."""
+    text = text_of_content(_field(message, "content"))
+    calls = _tool_calls(message)
+    if calls:
+        dumped = _dump(calls)
+        text = f"{text}\n{dumped}" if text else dumped
     return text
 
 
-def _tokenizer(model: str | None) -> Tokenizer:
-    return get_tokenizer(model)
-
-
-def _cost(tok: Tokenizer, message: Any) -> int:
-    return PER_MESSAGE + tok.count(message_text(message))
-
-
-def count_message_tokens(messages: Sequence[Any], model: str | None = None) -> int:
-    """Tokens ``messages`` cost as a chat request for ``model`` (framing included)."""
+def _check_messages(messages: Any) -> list[Any]:
     if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
         raise ValidationError("'messages' must be a list of messages", field="messages")
-    tok = _tokenizer(model)
-    return sum(_cost(tok, m) for m in messages) + (PRIMING if messages else 0)
+    return list(messages)
+
+
+def count_tokens(messages: Sequence[Any], model: str | None = None) -> int:
+    """Tokens ``messages`` cost as a chat request for ``model`` (framing, blocks and tool calls included)."""
+    msgs = _check_messages(messages)
+    tok = get_tokenizer(model)
+    return sum(message_tokens(m, tok) for m in msgs) + (PRIMING if msgs else 0)
+
+
+#: The earlier name of :func:`count_tokens`.
+count_message_tokens = count_tokens
 
 
 def _shorten(message: Any, tok: Tokenizer, room: int) -> Any | None:
     """A copy of a dict message with its string content cut to fit ``room`` tokens (None when impossible)."""
     if not isinstance(message, Mapping) or not isinstance(message.get("content"), str) or message.get("tool_calls"):
         return None
-    budget = room - PER_MESSAGE
+    budget = room - message_tokens({**message, "content": ""}, tok)
     if budget <= 0:
         return None
     cut = tok.truncate(message["content"], budget)
     return {**message, "content": cut} if cut else None
 
 
+def _non_negative(value: Any, field: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValidationError(f"'{field}' must be a non-negative integer", field=field)
+    return value
+
+
+def _leading_system(msgs: list[Any]) -> list[Any]:
+    head: list[Any] = []
+    while len(head) < len(msgs) and message_role(msgs[len(head)]) == "system":
+        head.append(msgs[len(head)])
+    return head
+
+
+def _drop_orphans(kept: list[Any], start_on: str | None) -> list[Any]:
+    """Drop leading tool results (their call was cut) and, with ``start_on``, messages before that role."""
+    while kept and message_role(kept[0]) == "tool":
+        kept.pop(0)
+    if start_on is not None:
+        while kept and message_role(kept[0]) != start_on:
+            kept.pop(0)
+    return kept
+
+
 def trim_messages(
     messages: Sequence[M],
-    max_tokens: int,
+    max_tokens: int | None = None,
     model: str | None = None,
     strategy: Strategy = "last",
     keep_system: bool = True,
     *,
     max_messages: int | None = None,
+    preserve_system: bool | None = None,
     allow_partial: bool = False,
     start_on: str | None = None,
 ) -> list[M]:
-    """The longest run of whole messages that fits ``max_tokens`` (``count_message_tokens``), order kept.
+    """The longest run of whole messages within ``max_tokens`` and/or ``max_messages``, order kept.
 
-    ``strategy="last"`` keeps the newest messages, ``"first"`` the oldest. ``keep_system`` always keeps
-    the leading system message(s) and spends the rest of the budget on the others (ValidationError when
-    they alone exceed it). ``max_messages`` also caps how many non-system messages are kept.
-    ``allow_partial`` cuts the boundary dict message (string content) to fill the remaining room.
-    With ``"last"``, tool results whose assistant tool call was cut are dropped too, and
+    ``strategy="last"`` keeps the newest messages, ``"first"`` the oldest; ``"token"`` keeps the newest
+    by token budget alone (``max_tokens`` required, ``max_messages`` not allowed). At least one limit
+    must be given. ``preserve_system`` (alias ``keep_system``) always keeps the leading system
+    message(s) and spends the rest of the budget on the others (ValidationError when they alone exceed
+    it). ``allow_partial`` cuts the boundary dict message (string content) to fill the remaining room.
+    With ``"last"``/``"token"``, tool results whose assistant tool call was cut are dropped too, and
     ``start_on="user"`` drops messages before the first kept user message (Anthropic's rule).
     """
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
-        raise ValidationError("'max_tokens' must be a non-negative integer", field="max_tokens")
-    if strategy not in ("last", "first"):
-        raise ValidationError(f"'strategy' must be 'last' or 'first'; got {strategy!r}", field="strategy")
-    if max_messages is not None and (isinstance(max_messages, bool) or not isinstance(max_messages, int)
-                                     or max_messages < 0):
-        raise ValidationError("'max_messages' must be a non-negative integer", field="max_messages")
-    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
-        raise ValidationError("'messages' must be a list of messages", field="messages")
-    tok = _tokenizer(model)
-    msgs = list(messages)
-    head: list[M] = []
-    if keep_system:
-        while len(head) < len(msgs) and message_role(msgs[len(head)]) == "system":
-            head.append(msgs[len(head)])
+    _non_negative(max_tokens, "max_tokens")
+    _non_negative(max_messages, "max_messages")
+    if strategy not in STRATEGIES:
+        raise ValidationError(f"'strategy' must be one of {', '.join(STRATEGIES)}; got {strategy!r}", field="strategy")
+    if strategy == "token" and (max_tokens is None or max_messages is not None):
+        raise ValidationError("strategy 'token' trims by 'max_tokens' alone", field="max_tokens")
+    if max_tokens is None and max_messages is None:
+        raise ValidationError("give 'max_tokens' and/or 'max_messages'", field="max_tokens")
+    msgs = _check_messages(messages)
+    keep_head = keep_system if preserve_system is None else preserve_system
+    tok = get_tokenizer(model)
+    head = _leading_system(msgs) if keep_head else []
     rest = msgs[len(head) :]
-    fixed = sum(_cost(tok, m) for m in head)
-    if head and fixed + PRIMING > max_tokens:
+    fixed = sum(message_tokens(m, tok) for m in head)
+    if max_tokens is not None and head and fixed + PRIMING > max_tokens:
         raise ValidationError(
             f"the system message(s) alone take {fixed + PRIMING} tokens; max_tokens is {max_tokens}",
             field="max_tokens",
         )
-    room = max_tokens - fixed - PRIMING
-    order = list(reversed(rest)) if strategy == "last" else list(rest)
-    kept: list[M] = []
+    room = max_tokens - fixed - PRIMING if max_tokens is not None else None
+    newest_first = strategy != "first"
+    kept: list[Any] = []
     used = 0
-    for m in order:
+    for m in reversed(rest) if newest_first else rest:
         if max_messages is not None and len(kept) >= max_messages:
             break
-        cost = _cost(tok, m)
-        if used + cost > room:
+        cost = message_tokens(m, tok)
+        if room is not None and used + cost > room:
             if allow_partial:
                 part = _shorten(m, tok, room - used)
                 if part is not None:
@@ -137,16 +253,71 @@ def trim_messages(
             break
         kept.append(m)
         used += cost
-    if strategy == "last":
-        kept.reverse()
-        while kept and message_role(kept[0]) == "tool":
-            kept.pop(0)  # a tool result without the assistant message that called it is invalid
-        if start_on is not None:
-            while kept and message_role(kept[0]) != start_on:
-                kept.pop(0)
+    if newest_first:
+        kept = _drop_orphans(kept[::-1], start_on)
     if not kept and not head:
         return []
     return [*head, *kept]
 
 
-__all__ = ["count_message_tokens", "message_role", "message_text", "trim_messages"]
+def _as_message(message: Any, index: int) -> Message:
+    role = message_role(message)
+    if role not in ("user", "assistant", "system", "tool"):
+        raise ValidationError(f"messages[{index}] has an unknown role {role!r}", field=f"messages[{index}].role")
+    return Message(session_id="summary", role=role, content=message_text(message))
+
+
+async def summarize_messages(
+    messages: Sequence[M],
+    keep_last: int = 6,
+    *,
+    summarizer: Summarizer | None = None,
+    max_summary_tokens: int = 256,
+    model: str | None = None,
+    preserve_system: bool = True,
+) -> list[M | dict[str, str]]:
+    """The leading system message(s), one system message summarising the older messages, then the last ``keep_last``.
+
+    The summary comes from ``summarizer`` (any :class:`Summarizer`; default the offline extractive one)
+    within ``max_summary_tokens``. Nothing changes when there is nothing older than ``keep_last`` to
+    fold; kept messages never start with a tool result whose call was summarised away.
+    """
+    msgs = _check_messages(messages)
+    if _non_negative(keep_last, "keep_last") is None:
+        raise ValidationError("'keep_last' must be a non-negative integer", field="keep_last")
+    if isinstance(max_summary_tokens, bool) or not isinstance(max_summary_tokens, int) or max_summary_tokens < 1:
+        raise ValidationError("'max_summary_tokens' must be a positive integer", field="max_summary_tokens")
+    head = _leading_system(msgs) if preserve_system else []
+    rest = msgs[len(head) :]
+    split = max(0, len(rest) - keep_last)
+    while split < len(rest) and message_role(rest[split]) == "tool":
+        split += 1  # a tool result goes with the call it answers
+    older, recent = rest[:split], rest[split:]
+    if not older:
+        return list(msgs)
+    if summarizer is None:
+        from ..providers.extractive_summarizer import ExtractiveSummarizer
+
+        summarizer = ExtractiveSummarizer(tokenizer_model=model)
+    folded = [_as_message(m, len(head) + i) for i, m in enumerate(older) if message_text(m).strip()]
+    summary = await summarizer.summarize(None, folded, max_tokens=max_summary_tokens) if folded else ""
+    out: list[Any] = [*head]
+    if summary.strip():
+        out.append({"role": "system", "content": f"{SUMMARY_PREFIX}\n{summary.strip()}"})
+    return [*out, *recent]
+
+
+__all__ = [
+    "IMAGE_TOKENS_ANTHROPIC",
+    "IMAGE_TOKENS_HIGH",
+    "IMAGE_TOKENS_LOW",
+    "STRATEGIES",
+    "SUMMARY_PREFIX",
+    "count_message_tokens",
+    "count_tokens",
+    "message_role",
+    "message_text",
+    "message_tokens",
+    "summarize_messages",
+    "trim_messages",
+]

@@ -10,7 +10,10 @@ tool                   tier                  does
 ``recall_conversation`` vector_database      search earlier conversation turns (all sessions or this one)
 ``get_user_profile``   key_value_store       read one preference, or all of them
 ``set_preference``     key_value_store       write a preference (the old value goes to history)
+``edit_memory``        vector_database       correct one memory by id (content re-embedded, topics replaced)
 ``forget_memory``      vector_database / kv  delete one memory by id, or one preference by key
+``get_working_memory`` working_memory        read this session's scratchpad: one key, or all items + reasoning
+``set_working_memory`` working_memory        write a scratchpad item for this session (importance, TTL)
 =====================  ====================  ================================================
 
 ``await resolve_tool_call(orchestrator, call, user_id=..., session_id=...)`` accepts what the model sent
@@ -33,9 +36,10 @@ from typing import Any, Literal, TypeVar
 from ..base import BaseMemory
 from ..config import MemoryConfig
 from ..context import ComprehensiveContext, jsonable
-from ..errors import ConfigError, MemoryError, ValidationError
+from ..errors import ConfigError, MemoryError, NotFound, ValidationError
 from ..memories.kv import KeyValueStoreMemory
 from ..memories.vector import VectorDatabaseMemory
+from ..memories.working import WorkingMemory
 from ..orchestrator import MemoryOrchestrator
 from ..tokens import Tokenizer, get_tokenizer
 from ..types import ContextRequest, MemoryType
@@ -133,6 +137,18 @@ TOOLS: dict[str, MemoryTool] = {
             (MemoryType.KEY_VALUE_STORE,),
         ),
         MemoryTool(
+            "edit_memory",
+            "Correct one long-term memory by its id (from search_memory results) when the user says it is "
+            "wrong or out of date: give the corrected fact as content, and/or new topics.",
+            _object({"memory_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                                   "description": "The id of a memory returned by search_memory."},
+                     "content": {"type": "string", "minLength": 1, "maxLength": MAX_FACT_CHARS,
+                                 "description": "The corrected fact, written so it makes sense on its own."},
+                     "topics": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                                "maxItems": 10, "description": "Replacement topic labels."}}, ["memory_id"]),
+            (MemoryType.VECTOR_DATABASE,),
+        ),
+        MemoryTool(
             "forget_memory",
             "Delete one long-term memory by its id (from search_memory results), or one preference by its "
             "key, when the user asks you to forget it or it is wrong. Give exactly one of memory_id or key.",
@@ -140,6 +156,29 @@ TOOLS: dict[str, MemoryTool] = {
                                    "description": "The id of a memory returned by search_memory."},
                      "key": {"type": "string", "pattern": KEY_PATTERN, "description": "A preference key."}}),
             (MemoryType.VECTOR_DATABASE, MemoryType.KEY_VALUE_STORE),
+        ),
+        MemoryTool(
+            "get_working_memory",
+            "Read your scratchpad for this conversation (notes, intermediate results, plans): one item by "
+            "key, or every item and the reasoning steps so far when no key is given.",
+            _object({"key": {"type": "string", "pattern": KEY_PATTERN,
+                             "description": "The item's key; omit to read everything."}}),
+            (MemoryType.WORKING_MEMORY,),
+        ),
+        MemoryTool(
+            "set_working_memory",
+            "Write a note to your scratchpad for this conversation under a short key (it replaces that key's "
+            "note). Use it for intermediate results and plans, not for facts about the user.",
+            _object({"key": {"type": "string", "pattern": KEY_PATTERN,
+                             "description": "Short identifier: letters, digits, '_', '.', '-' (max 64)."},
+                     "value": {"anyOf": [{"type": "string", "maxLength": MAX_FACT_CHARS}, {"type": "number"},
+                                         {"type": "boolean"}], "description": "The note."},
+                     "importance": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
+                                    "description": "0-1: important notes outlive others when space runs out."},
+                     "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 604800,
+                                     "description": "Forget the note after this many seconds (optional)."}},
+                    ["key", "value"]),
+            (MemoryType.WORKING_MEMORY,),
         ),
     )
 }
@@ -323,6 +362,16 @@ def _kv(orchestrator: MemoryOrchestrator, tool: str) -> KeyValueStoreMemory:
     return _tier(orchestrator, MemoryType.KEY_VALUE_STORE, KeyValueStoreMemory, tool)
 
 
+def _working(orchestrator: MemoryOrchestrator, tool: str) -> WorkingMemory:
+    return _tier(orchestrator, MemoryType.WORKING_MEMORY, WorkingMemory, tool)
+
+
+def _session(session_id: str | None, tool: str) -> str:
+    if not session_id:
+        raise ValidationError(f"{tool}: the scratchpad belongs to a session; pass session_id", field="session_id")
+    return session_id
+
+
 def _hit(r: Any, *, with_session: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": r.id,
@@ -370,6 +419,38 @@ async def _run(
     if name == "set_preference":
         ref = await _kv(orchestrator, name).set(args["key"], args["value"], user_id=user_id)
         return {"key": args["key"], "value": args["value"], "stored": True, "replaced": not ref.created}
+    if name == "edit_memory":
+        if args.get("content") is None and args.get("topics") is None:
+            raise ValidationError("edit_memory: give 'content' and/or 'topics'", field="content")
+        memories = _vector(orchestrator, name)
+        current = await memories.get(args["memory_id"], user_id=user_id)
+        if current is None:
+            raise NotFound(f"edit_memory: no memory {args['memory_id']} for this user", field="memory_id")
+        new_meta: dict[str, Any] | None = None
+        if args.get("topics") is not None:
+            new_meta = {**(current.get("metadata") or {}), "topics": args["topics"]}
+        record = await memories.update(args["memory_id"], args.get("content"), new_meta, user_id=user_id)
+        return {"memory_id": args["memory_id"], "updated": True, "content": record.get("content"),
+                "topics": (record.get("metadata") or {}).get("topics")}
+    if name == "get_working_memory":
+        scratch, namespace = _working(orchestrator, name), _session(session_id, name)
+        if args.get("key"):
+            entry = await scratch.get(namespace, args["key"], user_id=user_id)
+            return {"key": args["key"], "found": entry is not None,
+                    "value": jsonable(entry["content"]) if entry is not None else None}
+        items = await scratch.items(namespace, user_id=user_id)
+        chain = await scratch.get_reasoning_chain(namespace, user_id=user_id)
+        return {"items": [{"key": i["key"], "value": jsonable(i["content"]), "importance": i["importance"]}
+                          for i in items],
+                "reasoning": [{"step": s["step"], "type": s["type"], "content": s["content"]} for s in chain]}
+    if name == "set_working_memory":
+        scratch, namespace = _working(orchestrator, name), _session(session_id, name)
+        note: dict[str, Any] = {"namespace": namespace, "user_id": user_id, "key": args["key"],
+                                "content": args["value"], "importance": args["importance"]}
+        if args.get("ttl_seconds") is not None:
+            note["ttl_seconds"] = args["ttl_seconds"]
+        ref = await scratch.store(note)
+        return {"key": args["key"], "stored": True, "replaced": not ref.created}
     if name == "forget_memory":
         given = [k for k in ("memory_id", "key") if args.get(k)]
         if len(given) != 1:
@@ -382,7 +463,7 @@ async def _run(
     raise ValidationError(f"unknown tool {name!r}; available: {', '.join(TOOLS)}", field="name")  # pragma: no cover
 
 
-async def resolve_tool_call(
+async def run_tool_call(
     orchestrator: MemoryOrchestrator, tool_call: Any, *, user_id: str, session_id: str | None = None
 ) -> dict[str, Any]:
     """Validate and run one memory tool call for ``user_id``; return its JSON-serialisable result.
@@ -401,6 +482,42 @@ async def resolve_tool_call(
     return await _run(orchestrator, call.name, args, user_id, session_id)
 
 
+def format_result(result: Any) -> str:
+    """A tool result as the compact JSON text the model reads."""
+    return result if isinstance(result, str) else json.dumps(jsonable(result), ensure_ascii=False)
+
+
+async def resolve_tool_call(
+    orchestrator: MemoryOrchestrator, tool_call: Any, *, user_id: str, session_id: str | None = None
+) -> dict[str, Any]:
+    """Run one memory tool call and never raise for a memory error: an envelope the application can branch on.
+
+    ``{"success": True, "function_name", "tool_call_id", "result", "formatted_response"}`` or
+    ``{"success": False, "function_name", "tool_call_id", "error", "field", "code", "formatted_response"}``
+    (``formatted_response`` is the text to send back to the model either way, so it can correct itself).
+    """
+    try:
+        call = parse_tool_call(tool_call)
+    except MemoryError as exc:
+        call = None
+        failure: MemoryError | None = exc
+    else:
+        failure = None
+    name = call.name if call is not None else None
+    call_id = call.id if call is not None else None
+    if failure is None:
+        try:
+            result = await run_tool_call(orchestrator, tool_call, user_id=user_id, session_id=session_id)
+        except MemoryError as exc:
+            failure = exc
+        else:
+            return {"success": True, "function_name": name, "tool_call_id": call_id, "result": result,
+                    "formatted_response": format_result(result)}
+    error = {"error": failure.message, "field": failure.field, "code": failure.code}
+    return {"success": False, "function_name": name, "tool_call_id": call_id, **error,
+            "formatted_response": format_result(error)}
+
+
 def tool_result_message(tool_call: Any, result: Any, *, is_error: bool = False) -> dict[str, Any]:
     """The message carrying ``result`` back to the model, in the tool call's own format.
 
@@ -408,7 +525,7 @@ def tool_result_message(tool_call: Any, result: Any, *, is_error: bool = False) 
     item; Anthropic: a ``tool_result`` content block (put it in the next user message's content).
     """
     call = parse_tool_call(tool_call)
-    content = result if isinstance(result, str) else json.dumps(jsonable(result), ensure_ascii=False)
+    content = format_result(result)
     if call.format == "anthropic":
         block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call.id, "content": content}
         if is_error:
@@ -425,12 +542,8 @@ async def resolve_tool_calls(
     """Run every tool call in order; return the result messages (memory errors become error results)."""
     out: list[dict[str, Any]] = []
     for call in tool_calls:
-        try:
-            result = await resolve_tool_call(orchestrator, call, user_id=user_id, session_id=session_id)
-            out.append(tool_result_message(call, result))
-        except MemoryError as exc:
-            error = {"error": exc.message, "field": exc.field, "code": exc.code}
-            out.append(tool_result_message(call, error, is_error=True))
+        outcome = await resolve_tool_call(orchestrator, call, user_id=user_id, session_id=session_id)
+        out.append(tool_result_message(call, outcome["formatted_response"], is_error=not outcome["success"]))
     return out
 
 
@@ -483,6 +596,8 @@ async def build_memory_prompt(
     model: str | None = None,
     system_prompt: str | None = None,
     tier_timeout_ms: float | None = None,
+    memory_types: list[MemoryType] | None = None,
+    filters: Mapping[str, Any] | None = None,
 ) -> tuple[Any, ComprehensiveContext]:
     """:func:`memory_prompt` and the ``ComprehensiveContext`` it was built from."""
     if not isinstance(query, str) or not query.strip():
@@ -500,7 +615,7 @@ async def build_memory_prompt(
                 f"'max_total_tokens' ({total}) leaves no room for memory: the query and system prompt alone "
                 f"take {bare} tokens", field="max_total_tokens")
         request = ContextRequest(query=query, session_id=session_id, user_id=user_id, max_total_tokens=budget,
-                                 model=model)
+                                 model=model, memory_types=memory_types, filters=dict(filters or {}))
         ctx = await orchestrator.get_comprehensive_context(request, tier_timeout_ms=tier_timeout_ms)
         prompt = render_prompt(ctx, query, format=format, system_prompt=system_prompt)
         used = prompt_tokens(prompt, tok)
@@ -511,12 +626,40 @@ async def build_memory_prompt(
                           field="max_total_tokens")  # pragma: no cover - each retry shrinks by the excess
 
 
+#: Keys of ``memory_prompt(session=...)`` and the parameter each stands for.
+SESSION_KEYS = {"session_id": "session_id", "user_id": "user_id", "model_name": "model",
+                "context_window_max": "max_total_tokens"}
+#: Tiers ``long_term_search=False`` leaves out (the conversation and working memory stay).
+LONG_TERM_TIERS = (MemoryType.VECTOR_DATABASE, MemoryType.ENTITY_MEMORY, MemoryType.KEY_VALUE_STORE)
+
+
+def _long_term(orchestrator: MemoryOrchestrator, long_term_search: Any) -> tuple[list[MemoryType] | None, Any]:
+    """(memory types, filters) for ``long_term_search``: True, False or ``{"filters": {...}}``."""
+    if long_term_search is True or long_term_search is None:
+        return None, None
+    if long_term_search is False:
+        return [mt for mt in orchestrator.memories if mt not in LONG_TERM_TIERS], None
+    if isinstance(long_term_search, Mapping):
+        unknown = set(long_term_search) - {"filters"}
+        if unknown:
+            bad = sorted(unknown)[0]
+            raise ValidationError(f"unknown long_term_search key {bad!r}; allowed: filters",
+                                  field=f"long_term_search.{bad}")
+        filters = long_term_search.get("filters")
+        if filters is not None and not isinstance(filters, Mapping):
+            raise ValidationError("'long_term_search.filters' must be a mapping", field="long_term_search.filters")
+        return None, filters
+    raise ValidationError("'long_term_search' must be True, False or {'filters': {...}}", field="long_term_search")
+
+
 async def memory_prompt(
     orchestrator: MemoryOrchestrator,
     query: str,
     *,
-    user_id: str,
+    user_id: str | None = None,
     session_id: str | None = None,
+    session: Mapping[str, Any] | None = None,
+    long_term_search: bool | Mapping[str, Any] = True,
     max_total_tokens: int | None = None,
     format: PromptFormat = "openai",
     model: str | None = None,
@@ -527,10 +670,28 @@ async def memory_prompt(
     ``format="openai"``: a message list (system prompt + memory in the system message, the recent
     conversation, then the query as the last user message). ``format="anthropic"``: ``{"system",
     "messages"}``. The budget covers everything, the query and system prompt included.
+    ``session={"session_id", "user_id", "model_name", "context_window_max"}`` may replace the keyword
+    arguments; ``long_term_search=False`` uses only the conversation (and working memory),
+    ``{"filters": {...}}`` narrows the long-term search by metadata.
     """
+    params: dict[str, Any] = {"user_id": user_id, "session_id": session_id, "model": model,
+                              "max_total_tokens": max_total_tokens}
+    if session is not None:
+        if not isinstance(session, Mapping):
+            raise ValidationError("'session' must be a mapping", field="session")
+        for key, value in session.items():
+            if key not in SESSION_KEYS:
+                raise ValidationError(f"unknown session key {key!r}; allowed: {', '.join(SESSION_KEYS)}",
+                                      field=f"session.{key}")
+            if params[SESSION_KEYS[key]] is None:
+                params[SESSION_KEYS[key]] = value
+    if not isinstance(params["user_id"], str) or not params["user_id"].strip():
+        raise ValidationError("'user_id' is required (or session['user_id'])", field="user_id")
+    memory_types, filters = _long_term(orchestrator, long_term_search)
     prompt, _ = await build_memory_prompt(
-        orchestrator, query, user_id=user_id, session_id=session_id, max_total_tokens=max_total_tokens,
-        format=format, model=model, system_prompt=system_prompt)
+        orchestrator, query, user_id=params["user_id"], session_id=params["session_id"],
+        max_total_tokens=params["max_total_tokens"], format=format, model=params["model"],
+        system_prompt=system_prompt, memory_types=memory_types, filters=filters)
     return prompt
 
 
@@ -540,11 +701,13 @@ __all__ = [
     "MemoryTool",
     "ParsedCall",
     "build_memory_prompt",
+    "format_result",
     "memory_prompt",
     "memory_tools",
     "parse_tool_call",
     "resolve_tool_call",
     "resolve_tool_calls",
+    "run_tool_call",
     "tool_result_message",
     "validate_arguments",
 ]

@@ -269,6 +269,11 @@ class WorkingMemory(BaseMemory):
         items = [sh.loads(by_key[_s(k)]) for k in order if _s(k) in by_key]
         return items, [sh.loads(s) for s in chain], _pairs(meta), int(ttl)
 
+    async def items(self, namespace: str, *, user_id: str = "default") -> list[dict[str, Any]]:
+        """Every live item of a namespace, in insertion order (not counted as accesses)."""
+        namespace, user_id = self._scope(namespace, user_id)
+        return (await self._read(namespace, user_id))[0]
+
     async def get_reasoning_chain(self, namespace: str, *, user_id: str = "default") -> list[dict[str, Any]]:
         """The reasoning chain in order: ``{"step", "type", "content", "created_at"}``."""
         namespace, user_id = self._scope(namespace, user_id)

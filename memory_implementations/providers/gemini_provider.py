@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -86,8 +86,9 @@ class GeminiEmbeddingBackend:
         from google.genai import types
 
         config = types.EmbedContentConfig(output_dimensionality=self.dim)
+        parts: Any = list(texts)  # the SDK's union of content shapes depends on optional packages (PIL)
         response = await sdk_call(
-            lambda: self.client.aio.models.embed_content(model=self.model, contents=texts, config=config),
+            lambda: self.client.aio.models.embed_content(model=self.model, contents=parts, config=config),
             lambda exc: translate_gemini_error(exc, self.model, "embedding_model"),
         )
         embeddings = response.embeddings or []
@@ -141,7 +142,8 @@ class GeminiChatBackend:
             settings["thinking_config"] = types.ThinkingConfig(thinking_budget=0)  # memory chores need no thinking
         config = types.GenerateContentConfig(**settings)
         response = await sdk_call(
-            lambda: self.client.aio.models.generate_content(model=self.model, contents=contents, config=config),
+            lambda: self.client.aio.models.generate_content(model=self.model, contents=cast(Any, contents),
+                                                            config=config),
             lambda exc: translate_gemini_error(exc, self.model, "summarization_model"),
         )
         text = response.text
