@@ -1,13 +1,16 @@
 """LlamaIndex chat store and LangChain chat history on the real conversation tiers.
 
-llama-index-core and langchain-core are not dependencies: without them the classes speak plain
-``{"role", "content"}`` dicts; with them, the frameworks' message objects. The assertions read messages
-through ``pair()`` so they hold in both modes.
+The frameworks are installed for the tests (the ``[dev]`` extra), so the classes here speak their message
+objects and also accept plain ``{"role", "content"}`` dicts; ``pair()`` reads either. Without the
+frameworks the classes speak dicts only: that mode is checked in a subprocess that cannot import them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -253,3 +256,63 @@ async def test_langchain_history_reads_turns_stored_by_the_orchestrator(base_con
     assert [pair(m) for m in await history.aget_messages()] == [("user", "Where is Lisbon?"),
                                                                 ("assistant", "Portugal.")]
     await o.close()
+
+
+# --- without the frameworks ------------------------------------------------------------------------------
+
+WITHOUT_FRAMEWORKS = r"""
+import asyncio, importlib, importlib.abc, json, sys
+
+class NoFrameworks(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("llama_index", "langchain_core", "langchain", "langgraph"):
+            raise ImportError(f"No module named {name!r} (blocked)")
+        return None
+
+sys.meta_path.insert(0, NoFrameworks())
+config, uid, sid = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+import memory_implementations
+from memory_implementations import integrations as mi
+
+out = {"available": [mi.LLAMA_INDEX_AVAILABLE, mi.LANGCHAIN_AVAILABLE]}
+try:
+    importlib.import_module("memory_implementations.integrations.llamaindex_block")
+except ImportError as exc:
+    out["block_error"] = str(exc)
+
+async def main():
+    store = mi.MemoryChatStore(config, user_id=uid)
+    await store.aset_messages(sid, [{"role": "user", "content": "hi"},
+                                    {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}])
+    await asyncio.to_thread(store.add_message, sid, {"role": "human", "content": "sync"})
+    out["store"] = await store.aget_messages(sid)
+    out["popped"] = await store.adelete_last_message(sid)
+    await store.adelete_messages(sid)
+    await store.aclose()
+    history = mi.MemoryChatMessageHistory(sid, config, user_id=uid)
+    await asyncio.to_thread(history.add_user_message, "I am Sam.")
+    await history.aadd_messages([{"role": "assistant", "content": "Hi Sam."}])
+    out["history"] = await asyncio.to_thread(lambda: history.messages)
+    await history.aclear()
+    await history.aclose()
+    out["loaded"] = sorted(m.split(".")[0] for m in sys.modules if m.split(".")[0] in ("llama_index", "langchain_core"))
+
+asyncio.run(main())
+print(json.dumps(out))
+"""
+
+
+def test_without_the_frameworks_the_classes_speak_plain_dicts(base_config: dict[str, Any], uid: str,
+                                                               sid: str) -> None:
+    done = subprocess.run([sys.executable, "-c", WITHOUT_FRAMEWORKS, json.dumps(base_config), uid, sid],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["available"] == [False, False]
+    assert "pip install 'memory-implementations[llamaindex]'" in out["block_error"]
+    assert out["store"] == [{"role": "user", "content": "hi"},
+                            {"role": "assistant", "content": "", "tool_calls": [{"id": "c1"}]},
+                            {"role": "human", "content": "sync"}]
+    assert out["popped"] == {"role": "human", "content": "sync"}
+    assert out["history"] == [{"role": "user", "content": "I am Sam."}, {"role": "assistant", "content": "Hi Sam."}]
+    assert out["loaded"] == []

@@ -11,6 +11,10 @@ speaks ``ChatMessage``; otherwise it is a plain class speaking ``{"role", "conte
 accepted in both cases). Async methods run on the caller's event loop against the given tier; sync
 methods run on a private loop thread against a tier of their own (same class and config), because
 connections cannot cross event loops.
+
+``llama_index.core.memory.Memory`` does not take a ``BaseChatStore`` (its short-term queue needs an
+``AsyncDBChatStore`` with active/archived message states); to give it the orchestrator's long-term
+memory use ``OrchestratorMemoryBlock`` from ``llamaindex_block``.
 """
 
 from __future__ import annotations
