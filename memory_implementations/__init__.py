@@ -25,6 +25,7 @@ from .memories import (
 from .orchestrator import MemoryOrchestrator
 from .stores import Stores
 from .tokens import Tokenizer, count_tokens, get_tokenizer, truncate_to_tokens
+from .turns import MemoryTurn, remember_turn
 from .types import ContextRequest, HealthStatus, MemoryContext, MemoryType, Message, StoredRef
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "MemoryContext",
     "MemoryError",
     "MemoryOrchestrator",
+    "MemoryTurn",
     "MemoryType",
     "Message",
     "NotFound",
@@ -61,5 +63,6 @@ __all__ = [
     "__version__",
     "count_tokens",
     "get_tokenizer",
+    "remember_turn",
     "truncate_to_tokens",
 ]

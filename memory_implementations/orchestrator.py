@@ -28,7 +28,7 @@ import asyncio
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -40,6 +40,9 @@ from .errors import BackendUnavailable, ConfigError, ValidationError
 from .stores import Stores
 from .tokens import get_tokenizer
 from .types import ContextRequest, HealthState, HealthStatus, MemoryContext, MemoryType, Message, Stopwatch
+
+if TYPE_CHECKING:
+    from .turns import MemoryTurn
 
 log = structlog.get_logger("memory_implementations.orchestrator")
 
@@ -230,6 +233,36 @@ class MemoryOrchestrator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # attaching memory to an LLM node -----------------------------------------------------------
+    def turn(self, session_id: str, user_id: str, query: str, **options: Any) -> MemoryTurn:
+        """``async with orchestrator.turn(session_id, user_id, query) as t: ... t.record(reply)`` (fail-open).
+
+        ``t.messages`` holds memory plus the query, ready to send; on exit the exchange is stored in the
+        background (see :mod:`memory_implementations.turns`). Options: ``timeout_ms``,
+        ``max_total_tokens``, ``system_prompt``, ``metadata``, ``store``.
+        """
+        from .turns import MemoryTurn
+
+        return MemoryTurn(self, session_id, user_id, query, **options)
+
+    async def resolve_tool_call(self, tool_call: Any, *, user_id: str, session_id: str | None = None) -> dict[str, Any]:
+        """Run one memory tool call (OpenAI or Anthropic shape): ``{"success", "formatted_response" | "error"}``."""
+        from .integrations.tools import resolve_tool_call
+
+        return await resolve_tool_call(self, tool_call, user_id=user_id, session_id=session_id)
+
+    def memory_tools(self, format: str = "openai") -> list[dict[str, Any]]:
+        """The memory tool schemas this orchestrator can run, in ``format`` (openai, anthropic, openai_responses)."""
+        from .integrations.tools import memory_tools
+
+        return memory_tools(format, orchestrator=self)  # type: ignore[arg-type]
+
+    async def memory_prompt(self, query: str, **options: Any) -> Any:
+        """Ready-to-send messages with memory for ``query`` (see ``integrations.tools.memory_prompt``)."""
+        from .integrations.tools import memory_prompt
+
+        return await memory_prompt(self, query, **options)
 
     # reading a turn --------------------------------------------------------------------------
     def token_counter(self, model: str | None = None) -> TokenCounter:

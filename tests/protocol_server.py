@@ -3,9 +3,15 @@
 Used by the provider tests to drive the real ``openai`` and ``google-genai`` SDKs without a network:
 
 * OpenAI: ``POST /v1/embeddings`` and ``POST /v1/chat/completions`` (``response_format`` text,
-  ``json_object`` and ``json_schema``).
-* Gemini: ``POST /{v1,v1beta}/models/{model}:generateContent``, ``:embedContent`` and
-  ``:batchEmbedContents``.
+  ``json_object`` and ``json_schema``; ``stream: true`` answers server-sent events: a role chunk, the
+  text in word-sized deltas, a ``finish_reason`` chunk, a usage chunk when
+  ``stream_options.include_usage``, then ``data: [DONE]``).
+* Gemini: ``POST /{v1,v1beta}/models/{model}:generateContent``, ``:streamGenerateContent?alt=sse``
+  (one event per word-sized piece, the last with ``finishReason`` and ``usageMetadata``),
+  ``:embedContent`` and ``:batchEmbedContents``.
+
+A stream can be cut short with :meth:`ProtocolServer.cut_next_stream` (the connection closes after
+``n`` text pieces, without a finish reason or ``[DONE]``).
 
 Embeddings are deterministic: the sha256 of the text seeds a normal vector, L2-normalised, of the
 requested dimension (``dimensions`` / ``outputDimensionality``, else ``default_dim``). Failures are
@@ -43,7 +49,8 @@ _GEMINI_STATUS = {
     503: "UNAVAILABLE",
 }
 _GEMINI_PATH = re.compile(
-    r"^/(v1|v1beta)/models/(?P<model>[^:/]+):(?P<method>generateContent|embedContent|batchEmbedContents)$"
+    r"^/(v1|v1beta)/models/(?P<model>[^:/]+):"
+    r"(?P<method>generateContent|streamGenerateContent|embedContent|batchEmbedContents)$"
 )
 
 
@@ -85,6 +92,7 @@ class ServerState:
     required_key: str | None = None
     faults: deque[Fault] = field(default_factory=deque)
     replies: deque[str] = field(default_factory=deque)
+    stream_cuts: deque[int] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,6 +126,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, "Incorrect API key provided.", gemini=gemini is not None)
             return
         try:
+            if self.path == "/v1/chat/completions" and isinstance(body, dict) and body.get("stream") is True:
+                events = self._openai_chat_stream(body)
+                record.answered = 200
+                self._send_events(events)
+                return
+            if gemini is not None and gemini.group("method") == "streamGenerateContent":
+                events = self._gemini_stream(gemini.group("model"), body)
+                record.answered = 200
+                self._send_events(events)
+                return
             if self.path == "/v1/embeddings":
                 payload = self._openai_embeddings(body)
             elif self.path == "/v1/chat/completions":
@@ -197,6 +215,51 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
 
+    def _pieces(self, text: str) -> tuple[list[str], bool]:
+        """``text`` in word-sized pieces (joined they give ``text``) and whether the stream is cut short."""
+        pieces = re.findall(r"\S+\s*|\s+", text) or [""]
+        with self.server.state.lock:
+            cut = self.server.state.stream_cuts.popleft() if self.server.state.stream_cuts else None
+        if cut is not None:
+            return pieces[:cut], True
+        return pieces, False
+
+    def _openai_chat_stream(self, body: dict[str, Any]) -> list[str]:
+        messages = body["messages"]
+        last = str(messages[-1]["content"]) if messages else ""
+        pieces, cut = self._pieces(self._reply_text(last, None, False))
+        model = body["model"]
+
+        def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+            return json.dumps({"id": "chatcmpl-local", "object": "chat.completion.chunk", "created": 0,
+                               "model": model, "choices": choices, "usage": usage})
+
+        events = [chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+        events += [chunk([{"index": 0, "delta": {"content": p}, "finish_reason": None}]) for p in pieces]
+        if cut:
+            return events
+        events.append(chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(chunk([], {"prompt_tokens": 1, "completion_tokens": len(pieces),
+                                     "total_tokens": 1 + len(pieces)}))
+        events.append("[DONE]")
+        return events
+
+    def _gemini_stream(self, model: str, body: dict[str, Any]) -> list[str]:
+        contents = body["contents"]
+        last = _gemini_text(contents[-1]) if contents else ""
+        pieces, cut = self._pieces(self._reply_text(last, None, False))
+        events = []
+        for i, piece in enumerate(pieces):
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+            event: dict[str, Any] = {"candidates": [candidate], "modelVersion": model}
+            if i == len(pieces) - 1 and not cut:
+                candidate["finishReason"] = "STOP"
+                event["usageMetadata"] = {"promptTokenCount": 1, "candidatesTokenCount": len(pieces),
+                                          "totalTokenCount": 1 + len(pieces)}
+            events.append(json.dumps(event))
+        return events
+
     def _gemini(self, model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
         if method == "embedContent":
             text = _gemini_text(body["content"])
@@ -248,6 +311,18 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
         self._send(status, json.dumps(payload).encode(), headers)
 
+    def _send_events(self, events: list[str]) -> None:
+        """Answer 200 with server-sent events (``data: ...``), then close the connection."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(f"data: {event}\n\n".encode())
+            self.wfile.flush()
+
     def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -291,6 +366,14 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that closes a stream early is normal; report anything else as usual."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
+
 
 class ProtocolServer:
     """Runs the fake OpenAI + Gemini server on a loopback port in a background thread."""
@@ -326,6 +409,7 @@ class ProtocolServer:
         with self.state.lock:
             self.state.faults.clear()
             self.state.replies.clear()
+            self.state.stream_cuts.clear()
             self.state.requests.clear()
             self.state.force_dim = None
             self.state.required_key = None
@@ -346,6 +430,11 @@ class ProtocolServer:
         """Script the content of the next chat / generateContent answers."""
         with self.state.lock:
             self.state.replies.extend(texts)
+
+    def cut_next_stream(self, after: int) -> None:
+        """Cut the next streamed answer after ``after`` text pieces (no finish reason, no ``[DONE]``)."""
+        with self.state.lock:
+            self.state.stream_cuts.append(after)
 
     @property
     def requests(self) -> list[RecordedRequest]:

@@ -15,9 +15,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from memory_implementations.errors import BackendUnavailable, ValidationError
-from memory_implementations.integrations import MemoryAugmentedLLM, failopen_wrapper, reply_text, with_memory
+from memory_implementations.integrations import MemoryAugmentedLLM, failopen_wrapper, reply_text
+from memory_implementations.integrations.failopen import call_with_memory
 from memory_implementations.memories.buffer import ConversationBufferMemory
 from memory_implementations.memories.kv import KeyValueStoreMemory
 from memory_implementations.memories.working import WorkingMemory
@@ -99,6 +101,10 @@ def buffer_of(o: MemoryOrchestrator) -> ConversationBufferMemory:
 
 async def history(o: MemoryOrchestrator, uid: str, sid: str) -> list[tuple[str, str]]:
     return [(m.role, m.content) for m in await buffer_of(o).get_messages(sid, uid)]
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def free_port() -> int:
@@ -184,7 +190,10 @@ async def test_memory_down_answers_without_memory_and_retries_the_turn(
                            memories={MemoryType.CONVERSATION_BUFFER: UnreachableBuffer})
     llm = RecordingLLM("I can still answer.")
     wrapped = MemoryAugmentedLLM(o, llm, system_prompt="Be kind.", retry_initial_s=NEVER)
+    failopen_before = metric("memory_llm_failopen_total", reason="backend_unavailable")
+    queued_before = metric("memory_llm_turns_total", outcome="queued")
     result = await wrapped.complete("Remember that I like tea.", user_id=uid, session_id=sid)
+    assert metric("memory_llm_failopen_total", reason="backend_unavailable") == failopen_before + 1
     assert result.reply == "I can still answer." and result.used_memory is False and result.context is None
     assert set(result.degraded) == {"memory"} and "injected" in result.degraded["memory"]
     assert llm.calls[0]["messages"] == [{"role": "system", "content": "Be kind."},
@@ -195,6 +204,7 @@ async def test_memory_down_answers_without_memory_and_retries_the_turn(
         uid, sid, "Remember that I like tea.", "I can still answer.")
     assert pending.attempts >= 1 and "injected" in (pending.last_error or "")
     assert wrapped.stats["queued"] == 1 and wrapped.stats["stored"] == 0
+    assert metric("memory_llm_turns_total", outcome="queued") == queued_before + 1
 
     UnreachableBuffer.down = False  # memory comes back
     assert await wrapped.flush() == 0
@@ -216,8 +226,10 @@ async def test_slow_memory_misses_the_deadline(base_config: dict[str, Any], stor
     await o.initialize()
     llm = RecordingLLM("Quick answer.")
     wrapped = MemoryAugmentedLLM(o, llm, timeout_ms=200, retry_initial_s=NEVER)
+    timeouts = metric("memory_llm_failopen_total", reason="timeout")
     assert await wrapped("Are you there?", user_id=uid, session_id=sid) == "Quick answer."
     assert set(wrapped.last_degraded) == {"memory"} and wrapped.last_degraded["memory"].startswith("timeout")
+    assert metric("memory_llm_failopen_total", reason="timeout") == timeouts + 1
     assert llm.calls[0]["messages"] == [{"role": "user", "content": "Are you there?"}]
     await wrapped.aclose()
     assert await history(o, uid, sid) == [("user", "Are you there?"), ("assistant", "Quick answer.")]
@@ -297,9 +309,9 @@ async def test_anthropic_format_and_sdk_shaped_replies(orch: MemoryOrchestrator,
     assert (await history(orch, uid, sid))[-2:] == [("user", "Say hello."), ("assistant", "Bonjour !")]
 
 
-async def test_with_memory_one_shot(orch: MemoryOrchestrator, uid: str, sid: str) -> None:
+async def test_call_with_memory_one_shot(orch: MemoryOrchestrator, uid: str, sid: str) -> None:
     llm = RecordingLLM("Done.")
-    result = await with_memory(orch, llm, user_id=uid, session_id=sid, query="Book a table.", timeout_ms=5000)
+    result = await call_with_memory(orch, llm, user_id=uid, session_id=sid, query="Book a table.", timeout_ms=5000)
     assert result.reply == "Done." and result.used_memory is True and result.degraded == {}
     wrapper = failopen_wrapper(orch)
     assert failopen_wrapper(orch) is wrapper

@@ -1,7 +1,8 @@
-"""Integrations: LLM tool schemas, a fail-open LLM wrapper, message utilities, LlamaIndex and LangChain stores.
+"""Integrations: SDK clients with memory, LLM tools, a fail-open wrapper, message utilities, framework adapters.
 
 Names are imported on first use, so ``import memory_implementations.integrations`` costs nothing and
-the optional frameworks (llama-index-core, langchain-core) are only looked for when their store is used.
+the optional frameworks (llama-index-core, langchain-core, langgraph; extras ``[llamaindex]``,
+``[langchain]``, ``[langgraph]``) are only looked for when their adapter is used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "parse_tool_call": "tools",
     "resolve_tool_call": "tools",
     "resolve_tool_calls": "tools",
+    "run_tool_call": "tools",
     "tool_result_message": "tools",
     # failopen.py
     "MemoryAugmentedLLM": "failopen",
@@ -25,22 +27,53 @@ _EXPORTS: dict[str, str] = {
     "PendingTurn": "failopen",
     "failopen_wrapper": "failopen",
     "reply_text": "failopen",
-    "with_memory": "failopen",
+    "call_with_memory": "failopen",
+    # clients.py
+    "with_memory": "clients",
+    "ClientMemory": "clients",
+    "MemoryLoopError": "clients",
+    "MemoryOpenAI": "clients",
+    "MemoryAsyncOpenAI": "clients",
+    "MemoryGenAI": "clients",
+    "MemoryAsyncGenAI": "clients",
     # messages.py
     "count_message_tokens": "messages",
+    "count_tokens": "messages",
+    "summarize_messages": "messages",
     "trim_messages": "messages",
     # llamaindex.py / langchain.py (optional frameworks)
     "LLAMA_INDEX_AVAILABLE": "llamaindex",
     "MemoryChatStore": "llamaindex",
+    "OrchestratorMemoryBlock": "llamaindex_block",
     "LANGCHAIN_AVAILABLE": "langchain",
     "MemoryChatMessageHistory": "langchain",
+    # langgraph.py (optional framework: importing it without langgraph raises ImportError)
+    "MemoryStore": "langgraph",
 }
 
 if TYPE_CHECKING:
-    from .failopen import MemoryAugmentedLLM, MemoryReply, PendingTurn, failopen_wrapper, reply_text, with_memory
+    from .clients import (
+        ClientMemory,
+        MemoryAsyncGenAI,
+        MemoryAsyncOpenAI,
+        MemoryGenAI,
+        MemoryLoopError,
+        MemoryOpenAI,
+        with_memory,
+    )
+    from .failopen import (
+        MemoryAugmentedLLM,
+        MemoryReply,
+        PendingTurn,
+        call_with_memory,
+        failopen_wrapper,
+        reply_text,
+    )
     from .langchain import LANGCHAIN_AVAILABLE, MemoryChatMessageHistory
+    from .langgraph import MemoryStore
     from .llamaindex import LLAMA_INDEX_AVAILABLE, MemoryChatStore
-    from .messages import count_message_tokens, trim_messages
+    from .llamaindex_block import OrchestratorMemoryBlock
+    from .messages import count_message_tokens, count_tokens, summarize_messages, trim_messages
     from .tools import (
         TOOLS,
         MemoryTool,
@@ -49,6 +82,7 @@ if TYPE_CHECKING:
         parse_tool_call,
         resolve_tool_call,
         resolve_tool_calls,
+        run_tool_call,
         tool_result_message,
     )
 
@@ -72,13 +106,23 @@ __all__ = [
     "LANGCHAIN_AVAILABLE",
     "LLAMA_INDEX_AVAILABLE",
     "TOOLS",
+    "ClientMemory",
+    "MemoryAsyncGenAI",
+    "MemoryAsyncOpenAI",
     "MemoryAugmentedLLM",
     "MemoryChatMessageHistory",
     "MemoryChatStore",
+    "MemoryGenAI",
+    "MemoryLoopError",
+    "MemoryOpenAI",
     "MemoryReply",
+    "MemoryStore",
     "MemoryTool",
+    "OrchestratorMemoryBlock",
     "PendingTurn",
+    "call_with_memory",
     "count_message_tokens",
+    "count_tokens",
     "failopen_wrapper",
     "memory_prompt",
     "memory_tools",
@@ -86,6 +130,8 @@ __all__ = [
     "reply_text",
     "resolve_tool_call",
     "resolve_tool_calls",
+    "run_tool_call",
+    "summarize_messages",
     "tool_result_message",
     "trim_messages",
     "with_memory",

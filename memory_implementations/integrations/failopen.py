@@ -1,4 +1,4 @@
-"""Fail-open memory around an LLM call: ``MemoryAugmentedLLM`` and ``with_memory``.
+"""Fail-open memory around an LLM call: ``MemoryAugmentedLLM`` and ``call_with_memory``.
 
 Per call: fetch memory context under a deadline (``timeout_ms``, initialisation included), call the
 application's async LLM function with the augmented messages, return its reply, and store the turn
@@ -17,6 +17,11 @@ in the background. Memory can only make the answer better, never block or fail i
   retried, so a turn may be stored twice (at-least-once).
 * the LLM's own errors propagate unchanged and nothing is stored for that call (the application
   retries the whole call).
+
+Prometheus counters in the default registry: ``memory_llm_failopen_total{reason}`` (a call went ahead
+without memory: ``timeout``, ``backend_unavailable`` or ``error``) and ``memory_llm_turns_total{outcome}``
+(``stored``, ``queued``, ``dropped``, ``rejected``). The SDK client wrappers (``integrations.clients``)
+run on the same machinery.
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
+import redis.exceptions
 import structlog
+from prometheus_client import REGISTRY, Counter
 
 from ..context import ComprehensiveContext
-from ..errors import ValidationError
+from ..errors import BackendUnavailable, ValidationError
 from ..orchestrator import MemoryOrchestrator
-from ..types import utcnow
+from ..types import ContextRequest, utcnow
 from ._conversation import text_of_content
 from .tools import PromptFormat, build_memory_prompt, render_prompt
 
@@ -47,13 +55,39 @@ DEFAULT_TIMEOUT_MS = 1000.0
 DEFAULT_MAX_PENDING = 1000
 
 
+def registered_counter(name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+    """A Counter in prometheus_client's default registry, reused when already registered (module re-import)."""
+    existing = REGISTRY._names_to_collectors.get(name)
+    if isinstance(existing, Counter):
+        return existing
+    return Counter(name, documentation, list(labels))
+
+
+#: Calls that went ahead without memory, by reason (``timeout``, ``backend_unavailable``, ``error``).
+FAILOPEN_TOTAL = registered_counter(
+    "memory_llm_failopen_total", "LLM calls that went ahead without memory (memory slow, down or failing).",
+    ("reason",))
+#: Turns handed to the fail-open writer, by outcome (``stored``, ``queued``, ``dropped``, ``rejected``).
+TURNS_TOTAL = registered_counter(
+    "memory_llm_turns_total", "Turns of memory-wrapped LLM calls by store outcome.", ("outcome",))
+
+
+def failopen_reason(exc: BaseException) -> str:
+    """The ``reason`` label of a memory failure: ``timeout``, ``backend_unavailable`` or ``error``."""
+    if isinstance(exc, TimeoutError | redis.exceptions.TimeoutError):
+        return "timeout"
+    if isinstance(exc, BackendUnavailable | OSError | psycopg.OperationalError | redis.exceptions.ConnectionError):
+        return "backend_unavailable"
+    return "error"
+
+
 @dataclass
 class PendingTurn:
     """A turn whose store failed, waiting in the retry queue."""
 
     user_id: str
     session_id: str
-    user_message: str
+    user_message: str | None
     assistant_message: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     queued_at: datetime = field(default_factory=utcnow)
@@ -190,11 +224,61 @@ class MemoryAugmentedLLM:
                 request, ctx = await build_memory_prompt(
                     self.orchestrator, query, user_id=user_id, session_id=session_id,
                     max_total_tokens=max_total_tokens, format=fmt, model=self.model, system_prompt=system_prompt)
+            if self._all_failed(ctx):
+                self._count_all_failed(ctx, user_id, session_id)
             return request, ctx, dict(ctx.degraded)
         except Exception as exc:  # fail-open: any memory failure means "answer without memory"
-            reason = _reason(exc, timeout_ms)
-            log.warning("memory_unavailable", reason=reason, user_id=user_id, session_id=session_id)
-            return render_prompt(None, query, format=fmt, system_prompt=system_prompt), None, {"memory": reason}
+            degraded = self.record_failopen(exc, timeout_ms, user_id=user_id, session_id=session_id)
+            return render_prompt(None, query, format=fmt, system_prompt=system_prompt), None, degraded
+
+    def record_failopen(self, exc: BaseException, timeout_ms: float, *, user_id: str | None,
+                        session_id: str | None) -> dict[str, str]:
+        """Log and count a call going ahead without memory; return its ``degraded`` entry."""
+        reason = _reason(exc, timeout_ms)
+        FAILOPEN_TOTAL.labels(reason=failopen_reason(exc)).inc()
+        log.warning("memory_unavailable", reason=reason, user_id=user_id, session_id=session_id)
+        return {"memory": reason}
+
+    def _all_failed(self, ctx: ComprehensiveContext) -> bool:
+        """True when every tier of the orchestrator degraded (the context is empty: memory is down)."""
+        tiers = {mt.value for mt in self.orchestrator.memories}
+        return bool(tiers) and tiers <= set(ctx.degraded)
+
+    def _count_all_failed(self, ctx: ComprehensiveContext, user_id: str | None, session_id: str | None) -> None:
+        reasons = list(ctx.degraded.values())
+        label = "timeout" if all(r.startswith("timeout") for r in reasons) else "backend_unavailable"
+        FAILOPEN_TOTAL.labels(reason=label).inc()
+        log.warning("memory_unavailable", reason="every memory tier failed", tiers=dict(ctx.degraded),
+                    user_id=user_id, session_id=session_id)
+
+    async def fetch_context(
+        self, query: str, *, user_id: str, session_id: str | None, timeout_ms: float | None = None,
+        format: PromptFormat | None = None, system_prompt: str | None = None, max_total_tokens: int | None = None,
+    ) -> tuple[Any, ComprehensiveContext | None, dict[str, str]]:
+        """``(prompt, context or None, degraded)``: the memory prompt for ``query``, or the bare prompt (fail-open)."""
+        deadline = float(timeout_ms) if timeout_ms is not None else self.timeout_ms
+        return await self._memory_request(
+            query, user_id, session_id, deadline, format or self.format, system_prompt or self.system_prompt,
+            max_total_tokens or self.max_total_tokens)
+
+    async def context(
+        self, query: str, *, user_id: str, session_id: str | None, timeout_ms: float | None = None,
+        max_total_tokens: int | None = None, model: str | None = None,
+    ) -> tuple[ComprehensiveContext | None, dict[str, str]]:
+        """The orchestrator's context for ``query`` within the deadline, or ``(None, {"memory": why})`` (fail-open)."""
+        deadline = float(timeout_ms) if timeout_ms is not None else self.timeout_ms
+        try:
+            async with asyncio.timeout(deadline / 1000):
+                await self._initialized()
+                ctx = await self.orchestrator.get_comprehensive_context(ContextRequest(
+                    query=query, session_id=session_id, user_id=user_id,
+                    max_total_tokens=max_total_tokens or self.max_total_tokens, model=model or self.model))
+        except Exception as exc:  # fail-open: any memory failure means "answer without memory"
+            return None, self.record_failopen(exc, deadline, user_id=user_id, session_id=session_id)
+        if self._all_failed(ctx):
+            self._count_all_failed(ctx, user_id, session_id)
+            return None, dict(ctx.degraded)
+        return ctx, dict(ctx.degraded)
 
     async def complete(
         self,
@@ -249,10 +333,42 @@ class MemoryAugmentedLLM:
         return bool(self.last_degraded)
 
     # writing ----------------------------------------------------------------------------------------
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def remember(
+        self, *, user_id: str, session_id: str, user_message: str | None, assistant_message: str | None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> asyncio.Future[Any] | None:
+        """Store a turn in the background (ordered per session, queued for retry on failure); call on the loop.
+
+        Blank messages are left out; a turn with neither message is not stored (None is returned).
+        """
+        user = user_message if user_message and user_message.strip() else None
+        assistant = assistant_message if assistant_message and assistant_message.strip() else None
+        if user is None and assistant is None:
+            return None
+        turn = PendingTurn(user_id, session_id, user, assistant, dict(metadata or {}))
+        return self._spawn(self._store_in_order(turn))
+
+    def submit_turn(
+        self, *, user_id: str, session_id: str, user_message: str | None, assistant_message: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Start storing a turn like :meth:`remember`; the future completes once it is stored or queued.
+
+        The store starts at once (so :meth:`flush` waits for it); the future never fails for a backend.
+        """
+        task = self.remember(user_id=user_id, session_id=session_id, user_message=user_message,
+                             assistant_message=assistant_message, metadata=metadata)
+        if task is None:
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return task
 
     async def _store_in_order(self, turn: PendingTurn) -> None:
         """Store a turn after the earlier turns of its session (in-flight or queued)."""
@@ -281,6 +397,7 @@ class MemoryAugmentedLLM:
                     assistant_message=turn.assistant_message, metadata=turn.metadata)
         except ValidationError as exc:  # retrying cannot help: say so loudly
             self.stats["rejected"] += 1
+            TURNS_TOTAL.labels(outcome="rejected").inc()
             log.error("memory_turn_rejected", error=exc.message, field=exc.field, user_id=turn.user_id,
                       session_id=turn.session_id)
             return True
@@ -289,6 +406,7 @@ class MemoryAugmentedLLM:
             turn.last_error = _reason(exc, self.store_timeout_s * 1000)
             return False
         self.stats["stored"] += 1
+        TURNS_TOTAL.labels(outcome="stored").inc()
         if turn.attempts:
             self.stats["retried"] += 1
         return True
@@ -297,11 +415,13 @@ class MemoryAugmentedLLM:
         if len(self._queue) >= self.max_pending:
             lost = self._queue.popleft()
             self.stats["dropped"] += 1
+            TURNS_TOTAL.labels(outcome="dropped").inc()
             log.error("memory_turn_dropped", reason=f"retry queue full ({self.max_pending} turns)",
                       user_id=lost.user_id, session_id=lost.session_id, queued_at=lost.queued_at.isoformat(),
                       attempts=lost.attempts, last_error=lost.last_error)
         self._queue.append(turn)
         self.stats["queued"] += 1
+        TURNS_TOTAL.labels(outcome="queued").inc()
         log.warning("memory_turn_queued", reason=why, user_id=turn.user_id, session_id=turn.session_id,
                     pending=len(self._queue))
         if self._retry_task is None or self._retry_task.done():
@@ -367,14 +487,17 @@ _WRAPPERS: weakref.WeakKeyDictionary[MemoryOrchestrator, MemoryAugmentedLLM] = w
 
 
 def failopen_wrapper(orchestrator: MemoryOrchestrator) -> MemoryAugmentedLLM:
-    """The wrapper :func:`with_memory` uses for ``orchestrator`` (one per orchestrator, so its retry queue persists)."""
+    """The shared wrapper of ``orchestrator`` (one per orchestrator, so its retry queue persists).
+
+    :func:`call_with_memory`, ``orchestrator.turn()`` and the SDK client wrappers use it.
+    """
     wrapper = _WRAPPERS.get(orchestrator)
     if wrapper is None:
         wrapper = _WRAPPERS[orchestrator] = MemoryAugmentedLLM(orchestrator)
     return wrapper
 
 
-async def with_memory(
+async def call_with_memory(
     orchestrator: MemoryOrchestrator,
     llm_call: LLMCall,
     *,
@@ -394,5 +517,5 @@ async def with_memory(
         system_prompt=system_prompt, max_total_tokens=max_total_tokens, metadata=metadata)
 
 
-__all__ = ["LLMCall", "MemoryAugmentedLLM", "MemoryReply", "PendingTurn", "failopen_wrapper", "reply_text",
-           "with_memory"]
+__all__ = ["FAILOPEN_TOTAL", "TURNS_TOTAL", "LLMCall", "MemoryAugmentedLLM", "MemoryReply", "PendingTurn",
+           "call_with_memory", "failopen_reason", "failopen_wrapper", "registered_counter", "reply_text"]
