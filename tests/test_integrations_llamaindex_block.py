@@ -16,16 +16,18 @@ from llama_index.core.storage.chat_store.base_db import MessageStatus
 from llama_index.core.storage.chat_store.sql import SQLAlchemyChatStore
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from memory_implementations.errors import ValidationError
+from memory_implementations.errors import BackendUnavailable, ValidationError
+from memory_implementations.integrations.failopen import failopen_wrapper
 from memory_implementations.integrations.llamaindex_block import (
     OrchestratorMemoryBlock,
     latest_user_text,
     turns_of,
 )
+from memory_implementations.memories.buffer import ConversationBufferMemory
 from memory_implementations.memories.kv import KeyValueStoreMemory
 from memory_implementations.orchestrator import MemoryOrchestrator
 from memory_implementations.stores import Stores
-from memory_implementations.types import MemoryType
+from memory_implementations.types import MemoryType, StoredRef
 
 TIERS = [MemoryType.CONVERSATION_BUFFER, MemoryType.KEY_VALUE_STORE, MemoryType.VECTOR_DATABASE]
 
@@ -240,3 +242,47 @@ def test_turns_of_pairs_messages_into_exchanges() -> None:
     assert latest_user_text(messages) == "Thanks"
     assert latest_user_text(messages[:2]) == ""
     assert latest_user_text(None) == ""
+
+
+class _DownBuffer(ConversationBufferMemory):
+    """The real buffer, except that writes fail while ``down`` is set (PostgreSQL unreachable)."""
+
+    down = True
+
+    async def store_many(self, items: Any) -> list[StoredRef]:
+        if type(self).down:
+            raise BackendUnavailable("PostgreSQL is unreachable (injected)", field="database_url")
+        return await super().store_many(items)
+
+
+async def test_flushed_turns_survive_a_backend_outage(base_config: dict[str, Any], stores: Stores, uid: str,
+                                                      sid: str) -> None:
+    o = MemoryOrchestrator({**base_config, "enabled_memories": [MemoryType.CONVERSATION_BUFFER]}, stores=stores,
+                           memories={MemoryType.CONVERSATION_BUFFER: _DownBuffer})
+    await o.initialize()
+    writer = failopen_wrapper(o)
+    writer.retry_initial_s = writer.retry_max_s = 3600.0  # retries happen through flush() below
+    try:
+        block = OrchestratorMemoryBlock(o, user_id=uid)
+        memory = Memory.from_defaults(session_id=sid, memory_blocks=[block], token_limit=40, token_flush_size=10,
+                                      chat_history_token_ratio=0.5)
+        _DownBuffer.down = True
+        await memory.aput(ChatMessage(role="user", content="My sister is called Ines."))
+        await memory.aput(ChatMessage(role="assistant", content="Nice to know about Ines."))
+        for i in range(3):
+            await memory.aput(ChatMessage(role="user", content=f"newer question {i} with several words"))
+        assert await memory.aget_all(status=MessageStatus.ARCHIVED)  # something was flushed to the block
+        queued = writer.pending_turns()
+        assert queued and queued[0].user_message == "My sister is called Ines."
+        assert block.failed_writes == 0  # queued, not lost
+        _DownBuffer.down = False
+        assert await writer.flush() == 0
+        buffer = o.memories[MemoryType.CONVERSATION_BUFFER]
+        assert isinstance(buffer, ConversationBufferMemory)
+        stored = [(m.role, m.content) for m in await buffer.get_messages(sid, uid)]
+        assert stored[:2] == [("user", "My sister is called Ines."), ("assistant", "Nice to know about Ines.")]
+    finally:
+        _DownBuffer.down = False
+        await writer.aclose()
+        await o.forget(uid)
+        await o.close()

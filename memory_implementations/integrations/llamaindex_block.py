@@ -10,10 +10,14 @@ embedding and entity extraction in the background)::
     block = OrchestratorMemoryBlock(orchestrator, user_id="u1")
     memory = Memory.from_defaults(session_id="s1", memory_blocks=[block], token_limit=4000)
 
-Both directions are fail-open: a memory failure gives an empty block (or an unstored flush) and a
-logged warning, never an exception in the agent. The block is async-only: it calls the orchestrator on
-the caller's event loop, so use ``Memory.aget`` / ``aput`` (the sync ``Memory.get`` runs a new loop,
-where the orchestrator's pooled connections cannot be used, and would get an empty block).
+Both directions are fail-open, never an exception in the agent: a failed read gives an empty block and
+a logged warning; a flushed turn that cannot be stored because a backend is down goes to the
+orchestrator's fail-open writer (``failopen_wrapper``), which retries it in order, and a turn the tier
+rejects as invalid is logged at ERROR and counted in ``failed_writes``.
+
+The block is async-only: it calls the orchestrator on the caller's event loop, so use ``Memory.aget``
+/ ``aput`` (the sync ``Memory.get`` runs a new loop, where the orchestrator's pooled connections
+cannot be used, and would get an empty block).
 
 Needs llama-index-core (``pip install 'memory-implementations[llamaindex]'``).
 """
@@ -30,6 +34,7 @@ from ..errors import ValidationError
 from ..memories import _shared as sh
 from ..orchestrator import MemoryOrchestrator
 from ..types import ContextRequest, MemoryType
+from .failopen import failopen_wrapper
 
 try:
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -171,7 +176,7 @@ class OrchestratorMemoryBlock(BaseMemoryBlock[str]):
 
     @property
     def failed_writes(self) -> int:
-        """How many flushed turns could not be stored since the block was made."""
+        """How many flushed turns were rejected as invalid (never stored) since the block was made."""
         return self._failed_writes
 
     def _session(self, given: Any) -> str | None:
@@ -215,15 +220,25 @@ class OrchestratorMemoryBlock(BaseMemoryBlock[str]):
             log.error("memory_block_write_failed", reason=self._last_error, user_id=self.user_id)
             return
         self._last_error = None
+        writer = failopen_wrapper(self.orchestrator)
         for user, answer in turns_of(messages):
+            turn = {"session_id": session, "user_id": self.user_id, "user_message": user,
+                    "assistant_message": answer, "metadata": {"source": SOURCE}}
+            if any(t.key == (self.user_id, session) for t in writer.pending_turns()):
+                await writer.submit_turn(**turn)  # behind the session's queued turns, in order
+                continue
             try:
-                await self.orchestrator.store_turn(session_id=session, user_id=self.user_id, user_message=user,
-                                                   assistant_message=answer, metadata={"source": SOURCE})
-            except Exception as exc:
+                await self.orchestrator.store_turn(**turn)
+            except ValidationError as exc:  # retrying cannot help
                 self._last_error = _reason(exc)
                 self._failed_writes += 1
                 log.error("memory_block_write_failed", reason=self._last_error, user_id=self.user_id,
                           session_id=session)
+            except Exception as exc:  # a backend is down: the writer's retry queue keeps the turn
+                self._last_error = _reason(exc)
+                log.warning("memory_block_write_queued", reason=self._last_error, user_id=self.user_id,
+                            session_id=session)
+                await writer.submit_turn(**turn)
 
 
 __all__ = ["OrchestratorMemoryBlock", "latest_user_text", "turns_of"]
