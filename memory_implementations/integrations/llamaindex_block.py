@@ -222,7 +222,7 @@ class OrchestratorMemoryBlock(BaseMemoryBlock[str]):
         self._last_error = None
         writer = failopen_wrapper(self.orchestrator)
         for user, answer in turns_of(messages):
-            turn = {"session_id": session, "user_id": self.user_id, "user_message": user,
+            turn: dict[str, Any] = {"session_id": session, "user_id": self.user_id, "user_message": user,
                     "assistant_message": answer, "metadata": {"source": SOURCE}}
             if any(t.key == (self.user_id, session) for t in writer.pending_turns()):
                 await writer.submit_turn(**turn)  # behind the session's queued turns, in order
