@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import uuid
-from pathlib import Path
 from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from local_chat_server import LocalChatServer  # examples/local_chat_server.py (the script's own folder)
 from openai import AsyncOpenAI
 from prometheus_client import REGISTRY
 
@@ -34,9 +33,6 @@ from memory_implementations.integrations import MemoryStore, with_memory
 from memory_implementations.logging import configure_logging
 from memory_implementations.orchestrator import MemoryOrchestrator
 from memory_implementations.types import MemoryType
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_chat_server import LocalChatServer  # noqa: E402
 
 DATA_DIR = os.environ.get("MEMORY_DATA_DIR") or tempfile.mkdtemp(prefix="mi-example-")
 USER = f"sam-{uuid.uuid4().hex[:6]}"
