@@ -35,9 +35,8 @@ TIERS = [MemoryType.CONVERSATION_BUFFER, MemoryType.KEY_VALUE_STORE]
 NEVER = 3600.0  # the retry loop's interval: retries happen through flush()
 
 
-def failopen_count() -> float:
-    return sum(REGISTRY.get_sample_value("memory_llm_failopen_total", {"reason": r}) or 0.0
-               for r in ("timeout", "backend_unavailable", "error"))
+def failopen_count(reasons: tuple[str, ...] = ("timeout", "backend_unavailable", "error", "circuit_open")) -> float:
+    return sum(REGISTRY.get_sample_value("memory_llm_failopen_total", {"reason": r}) or 0.0 for r in reasons)
 
 
 def turns(outcome: str) -> float:
@@ -99,7 +98,7 @@ async def test_both_backends_down_the_call_succeeds_and_the_turn_is_stored_later
         assert await client.memory.aflush() == 0
 
         backends.stop()
-        before, queued = failopen_count(), turns("queued")
+        before, queued, skipped = failopen_count(), turns("queued"), failopen_count(("circuit_open",))
         protocol_server.reply_next("Your name is Ana.")
         reply = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "My name?"}])
         assert reply.choices[0].message.content == "Your name is Ana."
@@ -114,6 +113,9 @@ async def test_both_backends_down_the_call_succeeds_and_the_turn_is_stored_later
                                                       stream=True)
         assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Still here."
         assert failopen_count() == before + 2
+        # the first failure opened the breaker: the second call did not even try memory
+        assert failopen_count(("circuit_open",)) == skipped + 1
+        assert client.memory.last_degraded["memory"].startswith("skipped for")
         assert await client.memory.aflush() == 2  # kept, not lost
         assert turns("queued") == queued + 2
         assert [t.user_message for t in writer.pending_turns()] == ["My name?", "Ping?"]
@@ -130,6 +132,11 @@ async def test_both_backends_down_the_call_succeeds_and_the_turn_is_stored_later
         assert [(m.role, m.content) for m in await buffer.get_messages(sid, uid)] == [
             ("user", "I am Ana."), ("assistant", "Hello Ana."), ("user", "My name?"),
             ("assistant", "Your name is Ana."), ("user", "Ping?"), ("assistant", "Still here.")]
+        # the stores that got through closed the breaker: the next call reads memory again at once
+        assert not writer.breaker.is_open
+        protocol_server.reply_next("Ana.")
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Who am I?"}])
+        assert client.memory.last_context is not None and "I am Ana." in client.memory.last_context.text
     finally:
         await writer.aclose()
         await o.close()

@@ -18,10 +18,14 @@ in the background. Memory can only make the answer better, never block or fail i
 * the LLM's own errors propagate unchanged and nothing is stored for that call (the application
   retries the whole call).
 
+After a memory failure a circuit breaker skips memory reads for ``breaker_s`` (1 s, doubling per
+consecutive failure up to ``breaker_max_s``, 30 s): while memory is down, calls pay nothing for it;
+the first call after the window probes, and success closes the breaker.
+
 Prometheus counters in the default registry: ``memory_llm_failopen_total{reason}`` (a call went ahead
-without memory: ``timeout``, ``backend_unavailable`` or ``error``) and ``memory_llm_turns_total{outcome}``
-(``stored``, ``queued``, ``dropped``, ``rejected``). The SDK client wrappers (``integrations.clients``)
-run on the same machinery.
+without memory: ``timeout``, ``backend_unavailable``, ``error``, or ``circuit_open`` when skipped)
+and ``memory_llm_turns_total{outcome}`` (``stored``, ``queued``, ``dropped``, ``rejected``). The SDK
+client wrappers (``integrations.clients``) run on the same machinery.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from ..context import ComprehensiveContext
 from ..errors import BackendUnavailable, ValidationError
 from ..orchestrator import MemoryOrchestrator
 from ..types import ContextRequest, utcnow
+from ._breaker import CircuitBreaker
 from ._conversation import text_of_content
 from .tools import PromptFormat, build_memory_prompt, render_prompt
 
@@ -172,8 +177,14 @@ class MemoryAugmentedLLM:
         retry_initial_s: float = 1.0,
         retry_max_s: float = 60.0,
         text_of: Callable[[Any], str | None] = reply_text,
+        breaker_s: float = 1.0,
+        breaker_max_s: float = 30.0,
     ) -> None:
-        """Configure the wrapper (no I/O); ``text_of`` extracts the text to store from the LLM's reply."""
+        """Configure the wrapper (no I/O); ``text_of`` extracts the text to store from the LLM's reply.
+
+        After a memory failure reads are skipped for ``breaker_s`` seconds (doubling per consecutive
+        failure up to ``breaker_max_s``; 0 disables): see :class:`~._breaker.CircuitBreaker`.
+        """
         if format not in ("openai", "anthropic"):
             raise ValidationError(f"'format' must be 'openai' or 'anthropic'; got {format!r}", field="format")
         for name, value in (("timeout_ms", timeout_ms), ("store_timeout_s", store_timeout_s),
@@ -182,6 +193,10 @@ class MemoryAugmentedLLM:
                 raise ValidationError(f"'{name}' must be a positive number", field=name)
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
             raise ValidationError("'max_pending' must be a positive integer", field="max_pending")
+        for name, value in (("breaker_s", breaker_s), ("breaker_max_s", breaker_max_s)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValidationError(f"'{name}' must be a number >= 0", field=name)
+        self.breaker = CircuitBreaker(breaker_s, breaker_max_s)
         self.orchestrator = orchestrator
         self.llm_call = llm_call
         self.timeout_ms = float(timeout_ms)
@@ -218,6 +233,9 @@ class MemoryAugmentedLLM:
         self, query: str, user_id: str, session_id: str | None, timeout_ms: float, fmt: PromptFormat,
         system_prompt: str | None, max_total_tokens: int | None,
     ) -> tuple[Any, ComprehensiveContext | None, dict[str, str]]:
+        if not self.breaker.allow():
+            degraded = self._skipped(user_id, session_id)
+            return render_prompt(None, query, format=fmt, system_prompt=system_prompt), None, degraded
         try:
             async with asyncio.timeout(timeout_ms / 1000):
                 await self._initialized()
@@ -226,6 +244,8 @@ class MemoryAugmentedLLM:
                     max_total_tokens=max_total_tokens, format=fmt, model=self.model, system_prompt=system_prompt)
             if self._all_failed(ctx):
                 self._count_all_failed(ctx, user_id, session_id)
+            else:
+                self.breaker.success()
             return request, ctx, dict(ctx.degraded)
         except Exception as exc:  # fail-open: any memory failure means "answer without memory"
             degraded = self.record_failopen(exc, timeout_ms, user_id=user_id, session_id=session_id)
@@ -233,11 +253,21 @@ class MemoryAugmentedLLM:
 
     def record_failopen(self, exc: BaseException, timeout_ms: float, *, user_id: str | None,
                         session_id: str | None) -> dict[str, str]:
-        """Log and count a call going ahead without memory; return its ``degraded`` entry."""
+        """Log and count a call going ahead without memory (and open the breaker); return its ``degraded`` entry."""
         reason = _reason(exc, timeout_ms)
         FAILOPEN_TOTAL.labels(reason=failopen_reason(exc)).inc()
-        log.warning("memory_unavailable", reason=reason, user_id=user_id, session_id=session_id)
+        self.breaker.failure(reason)
+        log.warning("memory_unavailable", reason=reason, user_id=user_id, session_id=session_id,
+                    skip_memory_s=round(self.breaker.remaining_s(), 3))
         return {"memory": reason}
+
+    def _skipped(self, user_id: str | None, session_id: str | None) -> dict[str, str]:
+        """A read skipped while the breaker is open: counted, logged at debug (no log flood), explained."""
+        FAILOPEN_TOTAL.labels(reason="circuit_open").inc()
+        log.debug("memory_skipped", reason="circuit_open", last_failure=self.breaker.last_failure,
+                  user_id=user_id, session_id=session_id)
+        return {"memory": f"skipped for {self.breaker.remaining_s():.1f} s more after a failure "
+                          f"({self.breaker.last_failure})"}
 
     def _all_failed(self, ctx: ComprehensiveContext) -> bool:
         """True when every tier of the orchestrator degraded (the context is empty: memory is down)."""
@@ -248,6 +278,7 @@ class MemoryAugmentedLLM:
         reasons = list(ctx.degraded.values())
         label = "timeout" if all(r.startswith("timeout") for r in reasons) else "backend_unavailable"
         FAILOPEN_TOTAL.labels(reason=label).inc()
+        self.breaker.failure("every memory tier failed")
         log.warning("memory_unavailable", reason="every memory tier failed", tiers=dict(ctx.degraded),
                     user_id=user_id, session_id=session_id)
 
@@ -267,6 +298,8 @@ class MemoryAugmentedLLM:
     ) -> tuple[ComprehensiveContext | None, dict[str, str]]:
         """The orchestrator's context for ``query`` within the deadline, or ``(None, {"memory": why})`` (fail-open)."""
         deadline = float(timeout_ms) if timeout_ms is not None else self.timeout_ms
+        if not self.breaker.allow():
+            return None, self._skipped(user_id, session_id)
         try:
             async with asyncio.timeout(deadline / 1000):
                 await self._initialized()
@@ -278,6 +311,7 @@ class MemoryAugmentedLLM:
         if self._all_failed(ctx):
             self._count_all_failed(ctx, user_id, session_id)
             return None, dict(ctx.degraded)
+        self.breaker.success()
         return ctx, dict(ctx.degraded)
 
     async def complete(
@@ -406,6 +440,7 @@ class MemoryAugmentedLLM:
             turn.last_error = _reason(exc, self.store_timeout_s * 1000)
             return False
         self.stats["stored"] += 1
+        self.breaker.success()  # a store got through: the backends are back, read memory again
         TURNS_TOTAL.labels(outcome="stored").inc()
         if turn.attempts:
             self.stats["retried"] += 1
