@@ -12,10 +12,10 @@ from memory_implementations.integrations.messages import (
     IMAGE_TOKENS_ANTHROPIC,
     IMAGE_TOKENS_HIGH,
     IMAGE_TOKENS_LOW,
-    SUMMARY_PREFIX,
     count_tokens,
+    count_tokens_approximate,
+    get_context_limit,
     message_text,
-    summarize_messages,
 )
 from memory_implementations.tokens import get_tokenizer
 
@@ -162,35 +162,21 @@ def test_trim_by_message_count_token_strategy_and_preserve_system() -> None:
         assert err.value.field == "max_tokens"
 
 
-async def test_summarize_messages_folds_older_turns() -> None:
-    msgs: list[dict[str, str]] = [SYSTEM]
-    facts = ["My name is Priya and I work as a marine biologist.", "I live in Lisbon near the river.",
-             "My dog is called Pepper.", "I prefer short answers."]
-    for i, fact in enumerate(facts):
-        msgs += [{"role": "user", "content": fact}, {"role": "assistant", "content": f"Noted ({i})."}]
-    msgs += [{"role": "user", "content": "What should I cook tonight?"}]
-    out = await summarize_messages(msgs, keep_last=3, max_summary_tokens=80)
-    assert out[0] is SYSTEM
-    assert out[-3:] == msgs[-3:]
-    summary = out[1]
-    assert summary["role"] == "system" and summary["content"].startswith(SUMMARY_PREFIX)
-    assert "Priya" in summary["content"] and "Pepper" in summary["content"]
-    assert get_tokenizer(None).count(summary["content"]) <= 80 + 10
-    assert len(out) == 5 and count_tokens(out) < count_tokens(msgs)
-    # nothing older than keep_last: unchanged
-    assert await summarize_messages(msgs, keep_last=50) == msgs
-    # a tool result stays with its call
-    tool_chat = [{"role": "user", "content": "I live in Porto."},
-                 {"role": "assistant", "content": "", "tool_calls": [
-                     {"id": "c", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
-                 {"role": "tool", "content": "rain", "tool_call_id": "c"},
-                 {"role": "assistant", "content": "It rains in Porto."}]
-    folded = await summarize_messages(tool_chat, keep_last=2)
-    assert folded[-1] == tool_chat[-1] and all(m.get("role") != "tool" for m in folded)
-    for kwargs, field in (({"keep_last": -1}, "keep_last"), ({"max_summary_tokens": 0}, "max_summary_tokens")):
-        with pytest.raises(ValidationError) as err:
-            await summarize_messages(msgs, **kwargs)  # type: ignore[arg-type]
-        assert err.value.field == field
+def test_approximate_count_and_context_limits() -> None:
+    msgs = [SYSTEM, *chat(8)]
+    approx = count_tokens_approximate(msgs)
+    exact = count_tokens(msgs)
+    assert approx == sum(4 + (len(m["content"]) + 3) // 4 for m in msgs) + 3
+    assert 0.5 * exact <= approx <= 2 * exact
+    image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}
+    assert count_tokens_approximate([image]) == 4 + IMAGE_TOKENS_HIGH + 3  # never zero, tokenizer or not
+    assert count_tokens_approximate([]) == 0
+    assert get_context_limit("gpt-4o-mini") == 128_000
+    assert get_context_limit("gpt-4") == 8_192 and get_context_limit("gpt-4-turbo-2024-04-09") == 128_000
+    assert get_context_limit("openai/gpt-4.1-mini") == 1_047_576
+    assert get_context_limit("claude-sonnet-4-5") == 200_000
+    assert get_context_limit("models/gemini-2.0-flash") == 1_048_576
+    assert get_context_limit("my-local-llama") == 8_192 and get_context_limit("my-local-llama", 32_000) == 32_000
     with pytest.raises(ValidationError) as err:
-        await summarize_messages([{"role": "wizard", "content": "x"}, *chat(4)], keep_last=1)
-    assert err.value.field == "messages[0].role"
+        get_context_limit("")
+    assert err.value.field == "model"

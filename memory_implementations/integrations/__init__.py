@@ -39,7 +39,13 @@ _EXPORTS: dict[str, str] = {
     # messages.py
     "count_message_tokens": "messages",
     "count_tokens": "messages",
-    "summarize_messages": "messages",
+    "count_tokens_approximate": "messages",
+    "get_context_limit": "messages",
+    # summarize.py
+    "SummarizationMiddleware": "summarize",
+    "SummaryResult": "summarize",
+    "asummarize_messages": "summarize",
+    "summarize_messages": "summarize",
     "trim_messages": "messages",
     # llamaindex.py / langchain.py (optional frameworks)
     "LLAMA_INDEX_AVAILABLE": "llamaindex",
@@ -73,7 +79,14 @@ if TYPE_CHECKING:
     from .langgraph import MemoryStore
     from .llamaindex import LLAMA_INDEX_AVAILABLE, MemoryChatStore
     from .llamaindex_block import OrchestratorMemoryBlock
-    from .messages import count_message_tokens, count_tokens, summarize_messages, trim_messages
+    from .messages import (
+        count_message_tokens,
+        count_tokens,
+        count_tokens_approximate,
+        get_context_limit,
+        trim_messages,
+    )
+    from .summarize import SummarizationMiddleware, SummaryResult, asummarize_messages, summarize_messages
     from .tools import (
         TOOLS,
         MemoryTool,
@@ -120,10 +133,15 @@ __all__ = [
     "MemoryTool",
     "OrchestratorMemoryBlock",
     "PendingTurn",
+    "SummarizationMiddleware",
+    "SummaryResult",
+    "asummarize_messages",
     "call_with_memory",
     "count_message_tokens",
     "count_tokens",
+    "count_tokens_approximate",
     "failopen_wrapper",
+    "get_context_limit",
     "memory_prompt",
     "memory_tools",
     "parse_tool_call",

@@ -1,4 +1,4 @@
-"""Count, trim and summarise chat messages with this package's tokenizer (offline-safe).
+"""Count and trim chat messages with this package's tokenizer (offline-safe); context windows by model.
 
 Messages may be OpenAI/Anthropic-style dicts (``content`` a string or a list of content blocks, optional
 ``tool_calls``/``name``), LangChain messages or LlamaIndex ``ChatMessage`` objects: anything with a role
@@ -22,9 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from ..errors import ValidationError
-from ..providers.interfaces import Summarizer
 from ..tokens import Tokenizer, get_tokenizer
-from ..types import Message
 from ._conversation import text_of_content
 
 M = TypeVar("M")
@@ -41,7 +39,6 @@ Strategy = Literal["last", "first", "token"]
 STRATEGIES: tuple[str, ...] = ("last", "first", "token")
 _TEXT_BLOCKS = frozenset({"text", "input_text", "output_text"})
 _OPENAI_IMAGES = frozenset({"image_url", "input_image"})
-SUMMARY_PREFIX = "Summary of the earlier conversation:"
 
 
 def message_role(message: Any) -> str:
@@ -162,6 +159,41 @@ def count_tokens(messages: Sequence[Any], model: str | None = None) -> int:
 count_message_tokens = count_tokens
 
 
+class _CharsPerToken(Tokenizer):
+    """The tokenizer's chars/4 fallback, without loading an encoding."""
+
+    def _load(self) -> None:
+        """Keep the chars/4 method."""
+
+
+_APPROX = _CharsPerToken("chars/4")
+
+
+def count_tokens_approximate(messages: Sequence[Any]) -> int:
+    """A fast estimate without a tokenizer: four characters per token, same framing and block rules."""
+    msgs = _check_messages(messages)
+    return sum(message_tokens(m, _APPROX) for m in msgs) + (PRIMING if msgs else 0)
+
+
+#: Context windows (tokens) by model-name prefix, longest prefix first; from the providers' model pages.
+CONTEXT_LIMITS: tuple[tuple[str, int], ...] = (
+    ("gpt-4.1", 1_047_576), ("gpt-4o", 128_000), ("gpt-4-turbo", 128_000), ("gpt-4-32k", 32_768),
+    ("gpt-4", 8_192), ("gpt-3.5-turbo", 16_385), ("gpt-5", 400_000), ("o1-mini", 128_000), ("o1", 200_000),
+    ("o3", 200_000), ("o4-mini", 200_000), ("claude", 200_000), ("gemini-1.5-pro", 2_097_152),
+    ("gemini-1.5-flash", 1_048_576), ("gemini-2", 1_048_576), ("gemini", 1_048_576),
+)
+DEFAULT_CONTEXT_LIMIT = 8_192
+
+
+def get_context_limit(model: str, default: int = DEFAULT_CONTEXT_LIMIT) -> int:
+    """The context window of ``model`` in tokens (longest known name prefix), else ``default``."""
+    if not isinstance(model, str) or not model.strip():
+        raise ValidationError("'model' must be a non-empty string", field="model")
+    name = model.strip().lower().rsplit("/", 1)[-1]  # "openai/gpt-4o", "models/gemini-2.0-flash"
+    best = max((p for p, _ in CONTEXT_LIMITS if name.startswith(p)), key=len, default=None)
+    return dict(CONTEXT_LIMITS)[best] if best is not None else default
+
+
 def _shorten(message: Any, tok: Tokenizer, room: int) -> Any | None:
     """A copy of a dict message with its string content cut to fit ``room`` tokens (None when impossible)."""
     if not isinstance(message, Mapping) or not isinstance(message.get("content"), str) or message.get("tool_calls"):
@@ -260,64 +292,17 @@ def trim_messages(
     return [*head, *kept]
 
 
-def _as_message(message: Any, index: int) -> Message:
-    role = message_role(message)
-    if role not in ("user", "assistant", "system", "tool"):
-        raise ValidationError(f"messages[{index}] has an unknown role {role!r}", field=f"messages[{index}].role")
-    return Message(session_id="summary", role=role, content=message_text(message))
-
-
-async def summarize_messages(
-    messages: Sequence[M],
-    keep_last: int = 6,
-    *,
-    summarizer: Summarizer | None = None,
-    max_summary_tokens: int = 256,
-    model: str | None = None,
-    preserve_system: bool = True,
-) -> list[M | dict[str, str]]:
-    """The leading system message(s), one system message summarising the older messages, then the last ``keep_last``.
-
-    The summary comes from ``summarizer`` (any :class:`Summarizer`; default the offline extractive one)
-    within ``max_summary_tokens``. Nothing changes when there is nothing older than ``keep_last`` to
-    fold; kept messages never start with a tool result whose call was summarised away.
-    """
-    msgs = _check_messages(messages)
-    if _non_negative(keep_last, "keep_last") is None:
-        raise ValidationError("'keep_last' must be a non-negative integer", field="keep_last")
-    if isinstance(max_summary_tokens, bool) or not isinstance(max_summary_tokens, int) or max_summary_tokens < 1:
-        raise ValidationError("'max_summary_tokens' must be a positive integer", field="max_summary_tokens")
-    head = _leading_system(msgs) if preserve_system else []
-    rest = msgs[len(head) :]
-    split = max(0, len(rest) - keep_last)
-    while split < len(rest) and message_role(rest[split]) == "tool":
-        split += 1  # a tool result goes with the call it answers
-    older, recent = rest[:split], rest[split:]
-    if not older:
-        return list(msgs)
-    if summarizer is None:
-        from ..providers.extractive_summarizer import ExtractiveSummarizer
-
-        summarizer = ExtractiveSummarizer(tokenizer_model=model)
-    folded = [_as_message(m, len(head) + i) for i, m in enumerate(older) if message_text(m).strip()]
-    summary = await summarizer.summarize(None, folded, max_tokens=max_summary_tokens) if folded else ""
-    out: list[Any] = [*head]
-    if summary.strip():
-        out.append({"role": "system", "content": f"{SUMMARY_PREFIX}\n{summary.strip()}"})
-    return [*out, *recent]
-
-
 __all__ = [
     "IMAGE_TOKENS_ANTHROPIC",
     "IMAGE_TOKENS_HIGH",
     "IMAGE_TOKENS_LOW",
     "STRATEGIES",
-    "SUMMARY_PREFIX",
     "count_message_tokens",
     "count_tokens",
+    "count_tokens_approximate",
+    "get_context_limit",
     "message_role",
     "message_text",
     "message_tokens",
-    "summarize_messages",
     "trim_messages",
 ]
