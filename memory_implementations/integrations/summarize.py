@@ -96,6 +96,22 @@ def _result(plan: _Plan, summary: str, original: int, name: str) -> SummaryResul
     return SummaryResult([*out, *plan.recent], summary, original, len(plan.older), name)
 
 
+def _prepare(
+    messages: Sequence[Any], keep_last: Any, summarizer: Summarizer | None, llm_provider: str | None,
+    llm_model: str | None, max_summary_tokens: Any, model: str | None, preserve_system: bool,
+) -> tuple[_Plan, Summarizer | None]:
+    """Validate, split the messages, and pick the summariser (None when there is nothing to fold)."""
+    _positive(max_summary_tokens, "max_summary_tokens", minimum=1)
+    plan = _plan(messages, keep_last, preserve_system)
+    if not plan.older:
+        return plan, None
+    return plan, resolve_summarizer(summarizer, llm_provider, llm_model, model)
+
+
+def _unchanged(messages: Sequence[Any]) -> SummaryResult:
+    return SummaryResult(list(messages), "", len(messages), 0)
+
+
 async def asummarize_messages(
     messages: Sequence[Any],
     keep_last: int = 6,
@@ -108,11 +124,10 @@ async def asummarize_messages(
     preserve_system: bool = True,
 ) -> SummaryResult:
     """Fold all but the last ``keep_last`` messages (after the system message) into one summary message."""
-    _positive(max_summary_tokens, "max_summary_tokens", minimum=1)
-    plan = _plan(messages, keep_last, preserve_system)
-    if not plan.older:
-        return SummaryResult(list(messages), "", len(messages), 0)
-    chosen = resolve_summarizer(summarizer, llm_provider, llm_model, model)
+    plan, chosen = _prepare(messages, keep_last, summarizer, llm_provider, llm_model, max_summary_tokens, model,
+                            preserve_system)
+    if chosen is None:
+        return _unchanged(messages)
     summary = await chosen.summarize(None, plan.folded, max_tokens=max_summary_tokens) if plan.folded else ""
     return _result(plan, summary, len(messages), chosen.name)
 
@@ -129,11 +144,10 @@ def summarize_messages(
     preserve_system: bool = True,
 ) -> SummaryResult:
     """Blocking :func:`asummarize_messages` (from async code, await ``asummarize_messages`` instead)."""
-    _positive(max_summary_tokens, "max_summary_tokens", minimum=1)
-    plan = _plan(messages, keep_last, preserve_system)
-    if not plan.older:
-        return SummaryResult(list(messages), "", len(messages), 0)
-    chosen = resolve_summarizer(summarizer, llm_provider, llm_model, model)
+    plan, chosen = _prepare(messages, keep_last, summarizer, llm_provider, llm_model, max_summary_tokens, model,
+                            preserve_system)
+    if chosen is None:
+        return _unchanged(messages)
     run_sync = getattr(chosen, "summarize_sync", None)
     if not plan.folded:
         summary = ""
