@@ -21,6 +21,9 @@ _EXPORTS: dict[str, str] = {
     "resolve_tool_calls": "tools",
     "run_tool_call": "tools",
     "tool_result_message": "tools",
+    # agent_tools.py (optional frameworks)
+    "langchain_tools": "agent_tools",
+    "llamaindex_tools": "agent_tools",
     # failopen.py
     "MemoryAugmentedLLM": "failopen",
     "MemoryReply": "failopen",
@@ -58,6 +61,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from .agent_tools import langchain_tools, llamaindex_tools
     from .clients import (
         ClientMemory,
         MemoryAsyncGenAI,
@@ -142,6 +146,8 @@ __all__ = [
     "count_tokens_approximate",
     "failopen_wrapper",
     "get_context_limit",
+    "langchain_tools",
+    "llamaindex_tools",
     "memory_prompt",
     "memory_tools",
     "parse_tool_call",
