@@ -5,7 +5,9 @@ Used by the provider tests to drive the real ``openai`` and ``google-genai`` SDK
 * OpenAI: ``POST /v1/embeddings`` and ``POST /v1/chat/completions`` (``response_format`` text,
   ``json_object`` and ``json_schema``; ``stream: true`` answers server-sent events: a role chunk, the
   text in word-sized deltas, a ``finish_reason`` chunk, a usage chunk when
-  ``stream_options.include_usage``, then ``data: [DONE]``).
+  ``stream_options.include_usage``, then ``data: [DONE]``), and ``POST /v1/responses`` (the Responses
+  API; ``stream: true`` answers ``response.created``, ``response.output_text.delta`` events and
+  ``response.completed``).
 * Gemini: ``POST /{v1,v1beta}/models/{model}:generateContent``, ``:streamGenerateContent?alt=sse``
   (one event per word-sized piece, the last with ``finishReason`` and ``usageMetadata``),
   ``:embedContent`` and ``:batchEmbedContents``.
@@ -131,6 +133,11 @@ class _Handler(BaseHTTPRequestHandler):
                 record.answered = 200
                 self._send_events(events)
                 return
+            if self.path == "/v1/responses" and isinstance(body, dict) and body.get("stream") is True:
+                events = self._openai_responses_stream(body)
+                record.answered = 200
+                self._send_events(events)
+                return
             if gemini is not None and gemini.group("method") == "streamGenerateContent":
                 events = self._gemini_stream(gemini.group("model"), body)
                 record.answered = 200
@@ -140,6 +147,9 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = self._openai_embeddings(body)
             elif self.path == "/v1/chat/completions":
                 payload = self._openai_chat(body)
+            elif self.path == "/v1/responses":
+                payload = self._openai_response(body, self._reply_text(_responses_input_text(body["input"]),
+                                                                       None, False))
             elif gemini is not None:
                 payload = self._gemini(gemini.group("model"), gemini.group("method"), body)
             else:
@@ -245,6 +255,34 @@ class _Handler(BaseHTTPRequestHandler):
         events.append("[DONE]")
         return events
 
+    def _openai_response(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        """A completed Responses API ``Response`` whose one output message says ``text``."""
+        return {
+            "id": "resp_local", "object": "response", "created_at": 0, "model": body["model"], "status": "completed",
+            "instructions": body.get("instructions"), "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "output": [{"type": "message", "id": "msg_local", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2,
+                      "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
+        }
+
+    def _openai_responses_stream(self, body: dict[str, Any]) -> list[str]:
+        """Responses API events: created, text deltas, then completed (unless the stream is cut)."""
+        text = self._reply_text(_responses_input_text(body["input"]), None, False)
+        pieces, cut = self._pieces(text)
+        seq = iter(range(1_000_000))
+
+        def event(kind: str, **fields: Any) -> str:
+            return json.dumps({"type": kind, "sequence_number": next(seq), **fields})
+
+        created = {**self._openai_response(body, ""), "status": "in_progress", "output": []}
+        events = [event("response.created", response=created)]
+        events += [event("response.output_text.delta", item_id="msg_local", output_index=0, content_index=0,
+                         delta=p, logprobs=[]) for p in pieces]
+        if not cut:
+            events.append(event("response.completed", response=self._openai_response(body, text)))
+        return events
+
     def _gemini_stream(self, model: str, body: dict[str, Any]) -> list[str]:
         contents = body["contents"]
         last = _gemini_text(contents[-1]) if contents else ""
@@ -331,6 +369,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _responses_input_text(value: Any) -> str:
+    """The text of the last user input of a Responses API request (a string, or a list of input items)."""
+    if isinstance(value, str):
+        return value
+    for item in reversed(value or []):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            return "".join(str(p.get("text", "")) for p in content or [] if isinstance(p, dict))
+    return ""
 
 
 def _gemini_text(content: dict[str, Any]) -> str:

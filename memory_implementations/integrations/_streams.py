@@ -37,6 +37,15 @@ def openai_chunk(chunk: Any) -> tuple[str | None, bool]:
     return None, False
 
 
+def responses_event(event: Any) -> tuple[str | None, bool]:
+    """Text delta and finish flag of one Responses API stream event (``response.completed`` finishes)."""
+    kind = _get(event, "type")
+    if kind == "response.output_text.delta":
+        delta = _get(event, "delta")
+        return (delta if isinstance(delta, str) else None), False
+    return None, kind == "response.completed"
+
+
 def genai_text(response: Any) -> str | None:
     """Text of a Gemini ``GenerateContentResponse`` (first candidate, thought parts left out); None without text."""
     candidates = _get(response, "candidates") or ()

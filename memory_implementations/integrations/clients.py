@@ -6,7 +6,7 @@ returns a client used exactly like the original::
     client = with_memory(OpenAI(), orchestrator, user_id="u1", session_id="s1")
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
 
-Augmented calls: OpenAI ``chat.completions.create`` (``stream=True`` too); Gemini
+Augmented calls: OpenAI ``chat.completions.create`` and ``responses.create`` (``stream=True`` too); Gemini
 ``models.generate_content`` / ``generate_content_stream`` and ``aio.models.*``. Every other attribute
 passes through to the SDK untouched. Per call:
 
