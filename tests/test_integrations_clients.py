@@ -8,6 +8,7 @@ from the conversation tier.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -460,3 +461,58 @@ async def test_gemini_sync_from_a_worker_thread(
         client.models.generate_content(model=GEMINI, contents="On the loop thread.")
     await client.memory.aflush()
     assert await history(orch, uid, sid) == [("user", "Greet me."), ("assistant", "Good evening.")]
+
+
+# --- memory on a loop in another thread (loop=) -------------------------------------------------------
+
+
+def test_memory_on_a_background_loop_serves_async_and_sync_clients(
+    base_config: dict[str, Any], protocol_server: ProtocolServer, uid: str, sid: str
+) -> None:
+    """The application runs the orchestrator on its own loop thread; clients on other loops/threads use it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    o = MemoryOrchestrator({**base_config, "enabled_memories": TIERS, "tier_timeout_ms": 5000})
+    try:
+        asyncio.run_coroutine_threadsafe(o.initialize(), loop).result(60)
+        sync_client = with_memory(oai_sync(protocol_server), o, user_id=uid, session_id=sid, loop=loop,
+                                  timeout_ms=5000)
+        protocol_server.reply_next("Hello Rui.")
+        sync_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "I am Rui."}])
+        assert sync_client.memory.flush() == 0
+
+        async def ask() -> tuple[str, list[dict[str, Any]]]:  # a different loop: the test's own asyncio.run
+            client = with_memory(oai(protocol_server), o, user_id=uid, session_id=sid, loop=loop, timeout_ms=5000)
+            protocol_server.reply_next("You are Rui.")
+            reply = await client.chat.completions.create(model=MODEL,
+                                                         messages=[{"role": "user", "content": "Who am I?"}])
+            await client.memory.aflush()
+            return str(reply.choices[0].message.content), sent_messages(protocol_server)[-1]
+
+        text, sent = asyncio.run(ask())
+        assert text == "You are Rui." and "I am Rui." in sent[0]["content"]  # memory read on the other loop
+        stored = asyncio.run_coroutine_threadsafe(history(o, uid, sid), loop).result(30)
+        assert stored == [("user", "I am Rui."), ("assistant", "Hello Rui."), ("user", "Who am I?"),
+                          ("assistant", "You are Rui.")]
+    finally:
+        asyncio.run_coroutine_threadsafe(failopen_wrapper(o).aclose(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(o.close(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_a_stopped_memory_loop_means_memory_is_down(
+    base_config: dict[str, Any], protocol_server: ProtocolServer, uid: str, sid: str
+) -> None:
+    """The loop memory was bound to is gone: the call still succeeds, without memory."""
+    loop = asyncio.new_event_loop()  # never started
+    o = MemoryOrchestrator({**base_config, "enabled_memories": TIERS})
+    client = with_memory(oai_sync(protocol_server), o, user_id=uid, session_id=sid, loop=loop)
+    protocol_server.reply_next("Still answering.")
+    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello?"}])
+    assert reply.choices[0].message.content == "Still answering."
+    assert client.memory.last_context is None and "memory" in client.memory.last_degraded
+    assert sent_messages(protocol_server)[-1] == [{"role": "user", "content": "Hello?"}]
+    loop.close()
