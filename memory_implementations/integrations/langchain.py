@@ -34,7 +34,7 @@ from ._conversation import (
 )
 from ._portal import Portal
 
-try:  # optional: langchain-core is not a dependency
+try:  # optional: the [langchain] extra
     from langchain_core.chat_history import BaseChatMessageHistory
     from langchain_core.messages import BaseMessage, message_chunk_to_message, messages_from_dict
 

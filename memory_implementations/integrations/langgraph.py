@@ -55,7 +55,7 @@ from ..orchestrator import MemoryOrchestrator
 from ..types import MemoryType
 from ._portal import Portal
 
-try:  # optional: langgraph is not a dependency
+try:  # optional: the [langgraph] extra
     from langgraph.store.base import (
         BaseStore,
         GetOp,

@@ -39,7 +39,7 @@ from ._conversation import (
 )
 from ._portal import Portal
 
-try:  # optional: llama-index-core is not a dependency
+try:  # optional: the [llamaindex] extra
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.llms import ChatMessage, TextBlock
     from llama_index.core.storage.chat_store.base import BaseChatStore
