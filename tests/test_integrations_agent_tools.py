@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from chat_helpers import MakeOrchestrator
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -17,21 +17,19 @@ from memory_implementations.integrations import langchain_tools, llamaindex_tool
 from memory_implementations.integrations.agent_tools import SYNC_ERROR
 from memory_implementations.memories.kv import KeyValueStoreMemory
 from memory_implementations.orchestrator import MemoryOrchestrator
-from memory_implementations.stores import Stores
 from memory_implementations.types import MemoryType
 
 TIERS = [MemoryType.CONVERSATION_BUFFER, MemoryType.VECTOR_DATABASE, MemoryType.KEY_VALUE_STORE,
          MemoryType.WORKING_MEMORY]
 
 
+pytest_plugins = ("chat_helpers",)
+
+
 @pytest.fixture
-async def orch(base_config: dict[str, Any], stores: Stores) -> AsyncIterator[MemoryOrchestrator]:
+async def orch(make_orchestrator: MakeOrchestrator) -> MemoryOrchestrator:
     """The tool tiers on the shared test stores."""
-    o = MemoryOrchestrator({**base_config, "enabled_memories": TIERS, "tier_timeout_ms": 5000,
-                            "similarity_threshold": 0.1}, stores=stores)
-    await o.initialize()
-    yield o
-    await o.close()
+    return await make_orchestrator(TIERS, similarity_threshold=0.1)
 
 
 def by_name(tools: list[Any]) -> dict[str, Any]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
+from chat_helpers import MakeOrchestrator, history
 from google import genai
 from google.genai import types
 from protocol_server import ProtocolServer
@@ -29,10 +29,9 @@ from memory_implementations.integrations.failopen import failopen_wrapper
 from memory_implementations.memories.buffer import ConversationBufferMemory
 from memory_implementations.memories.kv import KeyValueStoreMemory
 from memory_implementations.orchestrator import MemoryOrchestrator
-from memory_implementations.stores import Stores
 from memory_implementations.types import MemoryType
 
-pytest_plugins = ("conftest_providers",)
+pytest_plugins = ("conftest_providers", "chat_helpers")
 
 TIERS = [MemoryType.CONVERSATION_BUFFER, MemoryType.KEY_VALUE_STORE]
 MODEL = "gpt-4o-mini"
@@ -40,13 +39,9 @@ GEMINI = "gemini-2.0-flash"
 
 
 @pytest.fixture
-async def orch(base_config: dict[str, Any], stores: Stores) -> AsyncIterator[MemoryOrchestrator]:
+async def orch(make_orchestrator: MakeOrchestrator) -> MemoryOrchestrator:
     """Buffer + key-value tiers on the shared test stores."""
-    o = MemoryOrchestrator({**base_config, "enabled_memories": TIERS, "tier_timeout_ms": 5000}, stores=stores)
-    await o.initialize()
-    yield o
-    await failopen_wrapper(o).aclose()
-    await o.close()
+    return await make_orchestrator(TIERS)
 
 
 def oai(server: ProtocolServer) -> openai.AsyncOpenAI:
@@ -66,10 +61,6 @@ def buffer_of(o: MemoryOrchestrator) -> ConversationBufferMemory:
     tier = o.memories[MemoryType.CONVERSATION_BUFFER]
     assert isinstance(tier, ConversationBufferMemory)
     return tier
-
-
-async def history(o: MemoryOrchestrator, uid: str, sid: str) -> list[tuple[str, str]]:
-    return [(m.role, m.content) for m in await buffer_of(o).get_messages(sid, uid)]
 
 
 async def set_pref(o: MemoryOrchestrator, uid: str, key: str, value: str) -> None:

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
+from chat_helpers import MakeOrchestrator, history
 from protocol_server import ProtocolServer
 
-from memory_implementations.integrations import failopen_wrapper, with_memory
-from memory_implementations.memories.buffer import ConversationBufferMemory
+from memory_implementations.integrations import with_memory
 from memory_implementations.memories.kv import KeyValueStoreMemory
 from memory_implementations.orchestrator import MemoryOrchestrator
-from memory_implementations.stores import Stores
 from memory_implementations.types import MemoryType
 
-pytest_plugins = ("conftest_providers",)
+pytest_plugins = ("conftest_providers", "chat_helpers")
 
 TIERS = [MemoryType.CONVERSATION_BUFFER, MemoryType.KEY_VALUE_STORE]
 MODEL = "gpt-4.1-mini"
 
 
 @pytest.fixture
-async def orch(base_config: dict[str, Any], stores: Stores) -> AsyncIterator[MemoryOrchestrator]:
-    """Buffer + key-value tiers on the shared test stores, with a user profile."""
-    o = MemoryOrchestrator({**base_config, "enabled_memories": TIERS, "tier_timeout_ms": 5000}, stores=stores)
-    await o.initialize()
-    yield o
-    await failopen_wrapper(o).aclose()
-    await o.close()
-
-
-async def history(o: MemoryOrchestrator, uid: str, sid: str) -> list[tuple[str, str]]:
-    tier = o.memories[MemoryType.CONVERSATION_BUFFER]
-    assert isinstance(tier, ConversationBufferMemory)
-    return [(m.role, m.content) for m in await tier.get_messages(sid, uid)]
+async def orch(make_orchestrator: MakeOrchestrator) -> MemoryOrchestrator:
+    """Buffer + key-value tiers on the shared test stores."""
+    return await make_orchestrator(TIERS)
 
 
 async def profile(o: MemoryOrchestrator, uid: str) -> None:

@@ -3,43 +3,34 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from chat_helpers import MakeOrchestrator, history
 
 from memory_implementations.errors import ValidationError
 from memory_implementations.integrations import failopen_wrapper
-from memory_implementations.memories.buffer import ConversationBufferMemory
 from memory_implementations.memories.kv import KeyValueStoreMemory
 from memory_implementations.orchestrator import MemoryOrchestrator
-from memory_implementations.stores import Stores
 from memory_implementations.turns import MemoryTurn, remember_turn
 from memory_implementations.types import MemoryType
 
 TIERS = [MemoryType.CONVERSATION_BUFFER, MemoryType.KEY_VALUE_STORE]
 
 
+pytest_plugins = ("chat_helpers",)
+
+
 @pytest.fixture
-async def orch(base_config: dict[str, Any], stores: Stores) -> AsyncIterator[MemoryOrchestrator]:
+async def orch(make_orchestrator: MakeOrchestrator) -> MemoryOrchestrator:
     """Buffer + key-value tiers on the shared test stores."""
-    o = MemoryOrchestrator({**base_config, "enabled_memories": TIERS, "tier_timeout_ms": 5000}, stores=stores)
-    await o.initialize()
-    yield o
-    await failopen_wrapper(o).aclose()
-    await o.close()
+    return await make_orchestrator(TIERS)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def history(o: MemoryOrchestrator, uid: str, sid: str) -> list[tuple[str, str]]:
-    tier = o.memories[MemoryType.CONVERSATION_BUFFER]
-    assert isinstance(tier, ConversationBufferMemory)
-    return [(m.role, m.content) for m in await tier.get_messages(sid, uid)]
 
 
 async def test_turn_brings_memory_and_stores_the_exchange(orch: MemoryOrchestrator, uid: str, sid: str) -> None:
