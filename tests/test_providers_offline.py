@@ -127,6 +127,28 @@ async def test_rule_extractor_lowercase_name_known_entities_and_no_false_jobs():
     assert empty.entities == [] and empty.relationships == []
 
 
+async def test_rule_extractor_pets_are_not_people():
+    extractor = RuleBasedEntityExtractor()
+    for text, species, pet in (("My dog is called Biscuit and she is a greyhound.", "dog", "Biscuit"),
+                               ("Miso is my cat.", "cat", "Miso"),
+                               ("my guinea pig's name is Pip", "guinea_pig", "Pip")):
+        found = await extractor.extract(text, entity_types=ALL_TYPES)
+        user = found.entity("User")
+        assert user is not None and user.attributes[species] == pet
+        assert found.entity(pet) is None  # not typed as a person (or anything else) by the span pass
+    # a known entity named like the pet is not re-typed either
+    found = await extractor.extract("My dog is called Biscuit.", entity_types=ALL_TYPES, known_entities=["Biscuit"])
+    assert found.entity("Biscuit") is None
+    # with a pet type configured, the pet is an entity of its own
+    found = await extractor.extract("My dog is called Biscuit.", entity_types=[*ALL_TYPES, "animal"])
+    biscuit = found.entity("Biscuit")
+    assert biscuit is not None and biscuit.type == "animal" and biscuit.attributes["species"] == "dog"
+    assert [(r.source, r.target, r.type) for r in found.relationships] == [("User", "Biscuit", "has_pet")]
+    # people are still people
+    found = await extractor.extract("My sister is called Ines and I met Anna.", entity_types=ALL_TYPES)
+    assert {e.name: e.type for e in found.entities if e.name != "User"} == {"Ines": "person", "Anna": "person"}
+
+
 def test_offline_factories():
     config = MemoryConfig.from_any({"llm_provider": "offline", "openai_api_key": "sk"})
     assert build_llm(config) is None

@@ -53,6 +53,10 @@ RELATIONS = (
     "best friend|cousin|aunt|uncle|grandma|grandmother|grandpa|grandfather|manager|boss|colleague|coworker|"
     "co-worker|roommate|neighbor|neighbour|teacher|doctor|therapist|mentor"
 )
+PETS = "dog|cat|puppy|kitten|pet|horse|pony|parrot|rabbit|bunny|hamster|guinea pig|bird|fish|turtle|tortoise|snake"
+#: Entity types a pet may take when configured. The default types have none: the pet is then an attribute
+#: of the speaker named by its species (``dog: Biscuit``), and its name is never mistaken for a person.
+PET_TYPES = ("pet", "animal")
 JOB_SUFFIXES = ("er", "or", "ist", "ian", "ant", "ent", "eer", "ect")
 JOB_WORDS = frozenset(
     "nurse doctor chef student engineer teacher lawyer designer developer programmer architect accountant "
@@ -89,6 +93,7 @@ class _Builder:
         self.allowed = {t.lower() for t in entity_types}
         self.entities: dict[str, ExtractedEntity] = {}
         self.relationships: list[ExtractedRelationship] = []
+        self.ignored: set[str] = set()
 
     def entity(self, entity_name: str, kind: str, /, **attributes: object) -> ExtractedEntity | None:
         name = _clean(entity_name)
@@ -104,7 +109,7 @@ class _Builder:
         return self.entity(USER_ENTITY, "person", **attributes)
 
     def known_names(self) -> set[str]:
-        names = set(self.entities) | {USER_ENTITY.lower()}
+        names = set(self.entities) | self.ignored | {USER_ENTITY.lower()}
         for entity in self.entities.values():
             names.update(a.lower() for a in entity.aliases)
         return names
@@ -221,6 +226,18 @@ def _relation(b: _Builder, m: re.Match[str]) -> None:
     b.relate(b.user(), person, "knows")
 
 
+def _pet(b: _Builder, m: re.Match[str]) -> None:
+    name, species = _clean(m.group("pet")), m.group("species").lower()
+    if not name or name.split()[0].lower() in SENTENCE_STARTERS:
+        return
+    user = b.user(**{species.replace(" ", "_"): name})  # "dog": "Biscuit" (a new dog supersedes the old)
+    kind = next((t for t in PET_TYPES if t in b.allowed), None)
+    if kind is None:
+        b.ignored.add(name.lower())  # not a person: keep the generic pass from typing it as one
+        return
+    b.relate(user, b.entity(name, kind, species=species), "has_pet")
+
+
 def _preference(b: _Builder, m: re.Match[str]) -> None:
     verb = m.group("verb").lower()
     thing = _clean(m.group("thing")).lower()
@@ -266,6 +283,9 @@ RULES: tuple[_Rule, ...] = tuple(
             _moved_to,
         ),
         (rf"{_I}(?:'m| am)\s+(?:originally\s+)?from\s+(?P<place>{_SPAN})", 0, _from),
+        (rf"\b(?i:my)\s+(?P<species>{PETS})(?:'s name is|,| is called| is named| named| called|)\s+"
+         rf"(?P<pet>{_CAP})", 0, _pet),
+        (rf"\b(?P<pet>{_CAP})\s+is\s+my\s+(?P<species>{PETS})\b", 0, _pet),
         (rf"\b(?P<person>{_CAP}(?:[ \t]+{_CAP})?)\s+is\s+my\s+(?P<role>{RELATIONS})\b", 0, _relation),
         (
             rf"\b(?i:my)\s+(?P<role>{RELATIONS})(?:'s name is|,| is called| named| called|)\s+"
