@@ -206,6 +206,85 @@ AS $$
     ORDER BY t.distance;
 $$;
 
+-- Hybrid retrieval in one round trip: the dense top-N (HNSW) and the full-text top-N (GIN), fused by
+-- weighted reciprocal rank (score = dense_weight/(rrf_k + dense rank) + text_weight/(rrf_k + text rank)).
+-- `query_text` is a websearch_to_tsquery input that selects the full-text rows, `rank_text` (default
+-- query_text) the one they are ranked by with ts_rank_cd. Each leg offers greatest(match_count, 20) rows. The threshold applies to the dense leg only:
+-- a row the full-text leg found is kept whatever its similarity. Callable as .rpc("match_memories_hybrid").
+CREATE OR REPLACE FUNCTION match_memories_hybrid(
+    query_embedding  vector(1536),
+    query_text       text,
+    match_threshold  double precision DEFAULT 0.0,
+    match_count      integer DEFAULT 10,
+    filter           jsonb DEFAULT '{}'::jsonb,
+    p_user_id        text DEFAULT NULL,
+    p_namespace      text DEFAULT NULL,
+    p_session_id     text DEFAULT NULL,
+    created_after    timestamptz DEFAULT NULL,
+    created_before   timestamptz DEFAULT NULL,
+    rank_text        text DEFAULT NULL,
+    dense_weight     double precision DEFAULT 1.0,
+    text_weight      double precision DEFAULT 1.0,
+    rrf_k            integer DEFAULT 60
+)
+RETURNS TABLE (
+    id uuid, user_id text, session_id text, namespace text, content text, metadata jsonb,
+    similarity double precision, text_rank double precision, dense_rank integer, lexical_rank integer,
+    score double precision, created_at timestamptz, updated_at timestamptz
+)
+LANGUAGE sql STABLE SECURITY INVOKER
+SET hnsw.iterative_scan = 'relaxed_order'
+AS $$
+    SELECT set_config('hnsw.ef_search', greatest(100, match_count,
+               coalesce(nullif(current_setting('hnsw.ef_search', true), '')::integer, 0))::text, true);
+    -- each leg offers at least 20 rows, so a small match_count still fuses two real rankings
+    WITH dense AS (
+        SELECT t.id, t.similarity, row_number() OVER (ORDER BY t.distance)::integer AS r
+        FROM (
+            SELECT m.id, 1 - (m.embedding <=> query_embedding) AS similarity,
+                   m.embedding <=> query_embedding AS distance
+            FROM memory_vectors m
+            WHERE (p_user_id IS NULL OR m.user_id = p_user_id)
+              AND (p_namespace IS NULL OR m.namespace = p_namespace)
+              AND (p_session_id IS NULL OR m.session_id = p_session_id)
+              AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
+              AND (created_after IS NULL OR m.created_at >= created_after)
+              AND (created_before IS NULL OR m.created_at < created_before)
+            ORDER BY m.embedding <=> query_embedding
+            LIMIT greatest(match_count, 20)
+        ) t
+        WHERE t.similarity >= match_threshold
+    ),
+    lexical AS (
+        SELECT m.id, ts_rank_cd(m.fts, rq) AS text_rank,
+               row_number() OVER (ORDER BY ts_rank_cd(m.fts, rq) DESC, m.created_at DESC)::integer AS r
+        FROM memory_vectors m,
+             websearch_to_tsquery('english', coalesce(query_text, '')) mq,
+             websearch_to_tsquery('english', coalesce(nullif(rank_text, ''), query_text, '')) rq
+        WHERE coalesce(query_text, '') <> ''
+          AND m.fts @@ mq
+          AND (p_user_id IS NULL OR m.user_id = p_user_id)
+          AND (p_namespace IS NULL OR m.namespace = p_namespace)
+          AND (p_session_id IS NULL OR m.session_id = p_session_id)
+          AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
+          AND (created_after IS NULL OR m.created_at >= created_after)
+          AND (created_before IS NULL OR m.created_at < created_before)
+        ORDER BY text_rank DESC, m.created_at DESC
+        LIMIT greatest(match_count, 20)
+    ),
+    fused AS (
+        SELECT coalesce(d.id, l.id) AS id, d.similarity, l.text_rank, d.r AS dense_rank, l.r AS lexical_rank,
+               coalesce(dense_weight / (rrf_k + d.r), 0) + coalesce(text_weight / (rrf_k + l.r), 0) AS score
+        FROM dense d FULL OUTER JOIN lexical l ON l.id = d.id
+    )
+    SELECT m.id, m.user_id, m.session_id, m.namespace, m.content, m.metadata,
+           coalesce(f.similarity, 1 - (m.embedding <=> query_embedding)), f.text_rank, f.dense_rank,
+           f.lexical_rank, f.score, m.created_at, m.updated_at
+    FROM fused f JOIN memory_vectors m ON m.id = f.id
+    ORDER BY f.score DESC, m.created_at DESC
+    LIMIT match_count;
+$$;
+
 -- Row Level Security, Supabase style. `auth.uid()` exists on Supabase; on plain PostgreSQL the
 -- migration runner installs a small emulation first.
 DO $$
@@ -229,4 +308,7 @@ END $$;
 
 INSERT INTO memory_schema_version (version, description)
 VALUES (1, 'initial schema: messages, summaries, vectors, kv, entities, api keys, match_memories, RLS')
+ON CONFLICT (version) DO NOTHING;
+INSERT INTO memory_schema_version (version, description)
+VALUES (2, 'match_memories_hybrid: dense + full-text fused in one statement')
 ON CONFLICT (version) DO NOTHING;

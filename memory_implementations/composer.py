@@ -316,6 +316,7 @@ class Candidate:
     overhead: int
     truncated: bool = False
     _norm: str | None = None
+    prefix: str = ""  # rendered before the content (a memory's date and speaker); counted in ``overhead``
 
     @property
     def cost(self) -> int:
@@ -366,6 +367,7 @@ def build_candidates(
             ctoks = hinted
         else:
             ctoks = counter.count(content)
+        prefix = str(item.get("prefix") or "") if section != CONVERSATION else ""
         out.append(
             Candidate(
                 section=section,
@@ -375,7 +377,8 @@ def build_candidates(
                 index=index,
                 role=role,
                 content_tokens=ctoks,
-                overhead=counter.line_overhead(section, role),
+                overhead=counter.line_overhead(section, role) + (counter.count(prefix) if prefix else 0),
+                prefix=prefix,
             )
         )
     return out
@@ -583,7 +586,7 @@ def _line(c: Candidate) -> str:
         return f"{ROLE_LABELS.get(c.role or 'user', 'User')}: {c.content}"
     if c.section == "summary":
         return c.content
-    return f"{BULLET}{c.content}"
+    return f"{BULLET}{c.prefix}{c.content}"
 
 
 def _block(name: str, lines: list[str], parts: list[tuple[str, str]]) -> str:

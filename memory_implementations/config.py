@@ -90,15 +90,15 @@ class MemoryConfig(BaseSettings):
     llm_provider: Literal["auto", "openai", "gemini", "offline"] = Field("auto", validation_alias=_env("llm_provider"))
 
     # vector
-    similarity_threshold: float = Field(0.3, ge=-1.0, le=1.0, validation_alias=_env("similarity_threshold"))
-    max_results: int = Field(5, ge=1, le=1000, validation_alias=_env("max_results"))
+    similarity_threshold: float | None = Field(None, ge=-1.0, le=1.0, validation_alias=_env("similarity_threshold"))
+    max_results: int | None = Field(None, ge=1, le=1000, validation_alias=_env("max_results"))
     embedding_model: str | None = Field(None, validation_alias=_env("embedding_model"))
     embedding_provider: Literal["auto", "openai", "gemini", "local", "lexical"] = Field(
         "auto", validation_alias=_env("embedding_provider")
     )
     embedding_dim: int | None = Field(None, ge=1, le=16000, validation_alias=_env("embedding_dim"))
     embedding_batch_size: int = Field(64, ge=1, le=2048, validation_alias=_env("embedding_batch_size"))
-    hybrid_search: bool = Field(False, validation_alias=_env("hybrid_search"))
+    hybrid_search: bool = Field(True, validation_alias=_env("hybrid_search"))
     mmr_lambda: float | None = Field(None, ge=0.0, le=1.0, validation_alias=_env("mmr_lambda"))
     provider_requests_per_second: float = Field(20.0, gt=0, validation_alias=_env("provider_requests_per_second"))
     provider_max_retries: int = Field(4, ge=0, le=20, validation_alias=_env("provider_max_retries"))

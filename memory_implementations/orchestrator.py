@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -37,6 +39,7 @@ from .composer import CONVERSATION, SECTION_ORDER, TokenCounter, compose, resolv
 from .config import MemoryConfig
 from .context import ComprehensiveContext
 from .errors import BackendUnavailable, ConfigError, ValidationError
+from .indexing import turn_index_items
 from .stores import Stores
 from .tokens import get_tokenizer
 from .types import ContextRequest, HealthState, HealthStatus, MemoryContext, MemoryType, Message, Stopwatch
@@ -77,8 +80,6 @@ CONVERSATION_TIERS = (MemoryType.CONVERSATION_BUFFER, MemoryType.CONVERSATION_SU
 SESSION_TIERS = CONVERSATION_TIERS
 #: Share of the vector tier's deadline it may spend waiting for entity steering.
 STEERING_SHARE = 0.4
-#: User messages with fewer words than this are not embedded into the vector tier ("ok", "thanks").
-MIN_WORDS_TO_EMBED = 3
 HEALTH_TIMEOUT_S = 5.0
 
 
@@ -93,6 +94,55 @@ def _tier_class(memory_type: MemoryType) -> type[BaseMemory]:
     cls = getattr(module, class_name)
     assert isinstance(cls, type) and issubclass(cls, BaseMemory)
     return cls
+
+
+def relevant_entities(
+    entities: list[dict[str, Any]], items_by_section: Mapping[str, list[dict[str, Any]]], *, top: int = 12
+) -> list[dict[str, Any]]:
+    """The entity items that earn their place: named in the query, or named in what was retrieved for it.
+
+    "Retrieved" is the ``top`` best-scored long-term memories and every item of the other sections.
+    An entity is never listed just because it is important to the user: if neither the question nor
+    what answers it mentions it, it costs tokens and tells the model nothing about this turn.
+    """
+    texts: list[str] = []
+    for section, items in items_by_section.items():
+        if section == "entities":
+            continue
+        chosen = items
+        if section == "vector_search":
+            chosen = sorted(items, key=lambda i: -float(i.get("score") or 0.0))[:top]
+        texts += [str(item.get("content") or "") for item in chosen]
+    haystack = " \n ".join(texts).casefold()
+    kept: list[dict[str, Any]] = []
+    for item in entities:
+        if item.get("matched"):
+            kept.append(item)
+            continue
+        entity = item.get("entity")
+        names = [entity.get("name"), *entity.get("aliases", [])] if isinstance(entity, Mapping) else []
+        if any(isinstance(n, str) and n.strip() and _mentions(haystack, n.casefold()) for n in names):
+            kept.append(item)
+    return kept
+
+
+def _mentions(text: str, name: str) -> bool:
+    """Whether ``name`` occurs in ``text`` as whole words."""
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """``created_at`` as an aware datetime (a naive one is taken as UTC); ValidationError when unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(f"'created_at' is not an ISO timestamp: {value!r}", field="created_at") from None
+    if not isinstance(value, datetime):
+        raise ValidationError("'created_at' must be a datetime or an ISO string", field="created_at")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _reason(exc: BaseException, timeout_ms: float) -> str:
@@ -329,6 +379,8 @@ class MemoryOrchestrator:
                 items_by_section[section].append(item)
                 if mt.value not in tiers_by_section[section]:
                     tiers_by_section[section].append(mt.value)
+        if "entities" in items_by_section:
+            items_by_section["entities"] = relevant_entities(items_by_section["entities"], items_by_section)
         watch = Stopwatch()
         ctx = compose(
             items_by_section,
@@ -497,14 +549,18 @@ class MemoryOrchestrator:
         user_message: str | None = None,
         assistant_message: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        created_at: datetime | str | None = None,
     ) -> dict[str, Any]:
         """Store one exchange durably in the conversation tier, then embed / extract in the background.
 
-        Returns once the messages are committed (``stored``); ``scheduled`` names the background jobs.
-        Raises ValidationError, before writing anything, when either message is invalid.
+        ``created_at`` is when the exchange happened (default: now; importing an old conversation keeps
+        its dates, which the context renders). Returns once the messages are committed (``stored``);
+        ``scheduled`` names the background jobs. Raises ValidationError, before writing anything, when
+        either message is invalid.
         """
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ValidationError("'metadata' must be a mapping", field="metadata")
+        when = _aware(created_at)
         if user_message is None and assistant_message is None:
             raise ValidationError("store_turn needs user_message and/or assistant_message", field="user_message")
         meta = dict(metadata or {})
@@ -522,7 +578,8 @@ class MemoryOrchestrator:
                 raise ValidationError(f"'{field}' contains a NUL character, which PostgreSQL cannot store", field=field)
             try:
                 msg = Message.from_any(
-                    {"session_id": session_id, "user_id": user_id, "role": role, "content": text, "metadata": meta},
+                    {"session_id": session_id, "user_id": user_id, "role": role, "content": text, "metadata": meta,
+                     "created_at": when},
                     max_chars=limit,
                 )
             except ValidationError as exc:
@@ -549,31 +606,24 @@ class MemoryOrchestrator:
         return None
 
     def _schedule_turn_jobs(self, stores: Stores, messages: list[Message], stored: list[dict[str, Any]]) -> list[str]:
-        """Submit the turn's slow work (embedding, entity extraction) to the background worker."""
+        """Submit the turn's slow work (embedding every message, entity extraction) to the background worker."""
         scheduled: list[str] = []
-        user = next((m for m in messages if m.role == "user"), None)
-        if user is None:
-            return scheduled
-        ref = next((s for s in stored if s["role"] == "user"), None)
-        message_id = int(ref["id"]) if ref and str(ref["id"]).isdigit() else None
+        ids = [int(ref["id"]) if str(ref.get("id", "")).isdigit() else None for ref in stored]
+        ids += [None] * (len(messages) - len(ids))
         vector = self.memories.get(MemoryType.VECTOR_DATABASE)
-        if vector is not None and len(user.content.split()) >= MIN_WORDS_TO_EMBED:
-            item: dict[str, Any] = {
-                "content": user.content,
-                "user_id": user.user_id,
-                "session_id": user.session_id,
-                "role": "user",
-                "metadata": {**user.metadata, "source": "conversation", "message_id": message_id},
-            }
+        if vector is not None:
+            items = turn_index_items(messages, ids)
 
             async def embed_turn() -> None:
-                await vector.store(item)
+                await vector.store_many(items)  # type: ignore[attr-defined]
 
             stores.worker.submit(embed_turn, name="turn_embedding")
             scheduled.append("turn_embedding")
+        user = next((m for m in messages if m.role == "user"), None)
+        message_id = next((i for m, i in zip(messages, ids, strict=True) if m.role == "user"), None)
         entity = self.memories.get(MemoryType.ENTITY_MEMORY)
         process = getattr(entity, "process", None)
-        if entity is not None and process is not None:
+        if user is not None and entity is not None and process is not None:
 
             async def extract_entities() -> None:
                 await process(user.content, user_id=user.user_id, session_id=user.session_id, role="user",

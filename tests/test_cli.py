@@ -27,6 +27,7 @@ from memory_implementations.cli.health import (
     render_health,
 )
 from memory_implementations.config import MemoryConfig
+from memory_implementations.stores.migrations import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "SUPABASE_URL")
@@ -262,7 +263,7 @@ async def test_health_is_healthy_on_the_test_backends(config: MemoryConfig, stor
     assert report["status"] == "healthy" and health_exit_code(report) == 0
     details = report["details"]
     assert details["redis"]["status"] == "up" and details["redis"]["latency_ms"] >= 0
-    assert details["postgres"]["status"] == "up" and details["postgres"]["schema_version"] == 1
+    assert details["postgres"]["status"] == "up" and details["postgres"]["schema_version"] == SCHEMA_VERSION
     assert json.loads(render_health(report, as_json=True))["status"] == "healthy"
     assert render_health(report).startswith("status: healthy")
 

@@ -255,7 +255,7 @@ def write_toml(tmp_path: Path, text: str) -> Path:
 def test_toml_overrides_defaults(tmp_path: Path) -> None:
     path = write_toml(tmp_path, 'window_size = 5\nnamespace = "from-toml"\n')
     cfg = MemoryConfig.from_any({"config_file": str(path)})
-    assert (cfg.window_size, cfg.namespace, cfg.max_results) == (5, "from-toml", 5)
+    assert (cfg.window_size, cfg.namespace, cfg.max_results) == (5, "from-toml", None)
 
 
 def test_env_overrides_toml_and_code_overrides_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

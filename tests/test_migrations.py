@@ -98,7 +98,7 @@ async def test_psql_applies_the_file_twice(fresh_dsn: str) -> None:
         result = psql(fresh_dsn, ROOT / "database_migrations.sql")
         assert result.returncode == 0, result.stderr
         assert "ERROR" not in result.stderr
-    assert await scalar(fresh_dsn, "SELECT count(*) FROM memory_schema_version") == 1
+    assert await scalar(fresh_dsn, "SELECT count(*) FROM memory_schema_version") == SCHEMA_VERSION
     assert await scalar(fresh_dsn, "SELECT max(version) FROM memory_schema_version") == SCHEMA_VERSION
     for table in TENANT_TABLES:
         assert await scalar(fresh_dsn, "SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(%s)", (table,))
@@ -122,7 +122,7 @@ async def test_migrate_twice_is_a_noop_the_second_time(fresh_dsn: str) -> None:
 
 async def test_check_reports_pending_then_nothing(fresh_dsn: str) -> None:
     before = await migrate(fresh_dsn, embedding_dim=384, check=True)
-    assert before.pending == [SCHEMA_VERSION] and before.current_version == 0
+    assert before.pending == list(range(1, SCHEMA_VERSION + 1)) and before.current_version == 0
     assert any("auth" in note for note in before.notes)
     # --check changes nothing
     assert await scalar(fresh_dsn, "SELECT to_regclass('public.memory_schema_version') IS NULL")
@@ -210,7 +210,7 @@ async def test_concurrent_migrations_all_succeed(fresh_dsn: str) -> None:
     # the advisory lock serialises them: exactly one found the database empty
     assert sorted(r.applied for r in reports) == [False, False, True]
     assert sorted(r.auth_emulated for r in reports) == [False, False, True]
-    assert await scalar(fresh_dsn, "SELECT count(*) FROM memory_schema_version") == 1
+    assert await scalar(fresh_dsn, "SELECT count(*) FROM memory_schema_version") == SCHEMA_VERSION
     assert await scalar(fresh_dsn, "SELECT count(*) FROM pg_proc WHERE proname = 'match_memories'") == 1
 
 

@@ -291,22 +291,22 @@ async def test_real_entity_steering_end_to_end(orch: MemoryOrchestrator, uid: st
         {"content": "Carlos plays the cello in an orchestra", "user_id": uid},
         {"content": "The weather was rainy last week", "user_id": uid},
     ])
-    seen: list[ContextRequest] = []
-    real = vector.get_context
+    seen: list[list[str]] = []
+    real = vector.search
 
-    async def spy(query: Any = None, *, max_tokens: int | None = None) -> MemoryContext:
-        seen.append(ContextRequest.from_any(query))
-        return await real(query, max_tokens=max_tokens)
+    async def spy(query: str, **kw: Any) -> Any:
+        seen.append(list(kw.get("extra_terms") or []))
+        return await real(query, **kw)
 
-    vector.get_context = spy  # type: ignore[method-assign]
+    vector.search = spy  # type: ignore[method-assign]
     try:
         ctx = await orch.get_comprehensive_context(
             ContextRequest(query="What instrument does Carlos play?", session_id=sid, user_id=uid)
         )
     finally:
-        del vector.get_context
+        del vector.search
     assert "Carlos" in ctx.entities
-    assert seen and "Carlos" in seen[0].filters["entities"]
+    assert seen and "Carlos" in seen[0]
     assert ctx.degraded == {}
     assert any("cello" in c for c in ctx.sections["vector_search"].contents)
     assert any(c.startswith("Carlos") for c in ctx.sections["entities"].contents)
@@ -411,7 +411,7 @@ async def test_store_turn_is_durable_before_flush_and_background_work_lands_afte
     assert set(result["scheduled"]) == {"turn_embedding", "entity_extraction"}
     await orch.flush()
     assert stores.worker.pending == 0
-    assert await count_rows(stores, "memory_vectors", uid) == 1
+    assert await count_rows(stores, "memory_vectors", uid) == 2  # both sides of the exchange are retrievable
     assert await count_rows(stores, "memory_entities", uid) >= 1
     # summaries: enough turns for the summariser's batch, then flush
     for i in range(8):

@@ -115,7 +115,7 @@ async def test_hybrid_and_mmr_through_rest(rest_memory: VectorDatabaseMemory, ui
     ]
     refs = await rest_memory.store_many([{"content": d, "user_id": uid} for d in docs])
     query = "What is the delivery status of ORD-88412?"
-    plain = await rest_memory.search(query, user_id=uid, k=2, threshold=-1.0)
+    plain = await rest_memory.search(query, user_id=uid, k=2, threshold=-1.0, hybrid=False)
     assert refs[0].id not in [r.id for r in plain]
     hybrid = await rest_memory.search(query, user_id=uid, k=2, threshold=-1.0, hybrid=True)
     assert hybrid[0].id == refs[0].id

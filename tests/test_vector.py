@@ -15,7 +15,7 @@ import pytest
 from memory_implementations.config import MemoryConfig
 from memory_implementations.errors import NotFound, SchemaMismatch, ValidationError
 from memory_implementations.memories._provider_key import provider_key
-from memory_implementations.memories.vector import VectorDatabaseMemory
+from memory_implementations.memories.vector import DENSE_WEIGHT, VectorDatabaseMemory
 from memory_implementations.memories.vector_backend import VectorRow, content_hash, lexical_queries
 from memory_implementations.memories.vector_sql import SqlVectorBackend
 from memory_implementations.providers import build_embedder
@@ -179,7 +179,7 @@ async def test_semantic_search_scoping_and_filters(memory: VectorDatabaseMemory,
     other = str(uuid.uuid4())
     await memory.store({"content": "My dog Rex is a golden retriever", "user_id": other})
 
-    results = await memory.search("what kind of dog do I have", user_id=uid, threshold=0.0)
+    results = await memory.search("what kind of dog do I have", user_id=uid, threshold=0.0, hybrid=False)
     assert results[0].id == ids[0].id
     assert all(r.user_id == uid for r in results)
     assert results[0].similarity is not None and results[0].score == results[0].similarity
@@ -228,19 +228,23 @@ async def test_hybrid_finds_the_exact_keyword_row(memory: VectorDatabaseMemory, 
     refs = await memory.store_many([{"content": c, "user_id": uid} for c in ORDERS])
     target = refs[0].id
     query = "What is the delivery status of ORD-88412?"
-    plain = await memory.search(query, user_id=uid, k=3, threshold=-1.0)
+    plain = await memory.search(query, user_id=uid, k=3, threshold=-1.0, hybrid=False)
     assert target not in [r.id for r in plain]  # the embedding alone prefers the other delivery notes
     hybrid = await memory.search(query, user_id=uid, k=3, threshold=-1.0, hybrid=True)
     assert hybrid[0].id == target
     assert set(hybrid[0].sources) == {"vector", "text"}
-    assert hybrid[0].score == pytest.approx(1 / 61 + 1 / (60 + [r.id for r in await memory.search(
-        query, user_id=uid, k=8, threshold=-1.0)].index(target) + 1))
+    dense_rank = [r.id for r in await memory.search(query, user_id=uid, k=8, threshold=-1.0, hybrid=False)].index(
+        target) + 1
+    assert hybrid[0].score == pytest.approx(1 / 61 + DENSE_WEIGHT / (60 + dense_rank))
 
 
 async def test_hybrid_from_config(config: MemoryConfig, stores: Stores, uid: str) -> None:
     m = VectorDatabaseMemory(config.model_copy(update={"hybrid_search": True}), stores=stores)
     refs = await m.store_many([{"content": c, "user_id": uid} for c in ORDERS])
     assert (await m.search("delivery status of ORD-88412", user_id=uid, k=1, threshold=-1.0))[0].id == refs[0].id
+    off = VectorDatabaseMemory(config.model_copy(update={"hybrid_search": False}), stores=stores)
+    plain = await off.search("delivery status of ORD-88412", user_id=uid, k=1, threshold=-1.0)
+    assert plain[0].id != refs[0].id and plain[0].sources == ("vector",)
 
 
 def test_lexical_queries_treat_identifiers_as_required() -> None:
@@ -388,14 +392,14 @@ async def test_get_context_follows_the_tier_contract(memory: VectorDatabaseMemor
         "I started learning the piano last year",
     ])])
     ctx = await memory.get_context(ContextRequest(query="what food should I avoid", user_id=uid,
-                                                  filters={"threshold": -1.0}))
+                                                  filters={"threshold": -1.0, "hybrid": False}))
     assert ctx.memory_type is MemoryType.VECTOR_DATABASE
     first = ctx.items[0]
     assert first["section"] == "vector_search"
     assert first["content"] == "I am allergic to peanuts and shellfish"
     assert first["score"] == first["similarity"] and isinstance(first["id"], str) and first["metadata"] == {"i": 0}
     assert [i["score"] for i in ctx.items] == sorted([i["score"] for i in ctx.items], reverse=True)
-    assert [r["id"] for r in ctx["results"]] == [i["id"] for i in ctx.items]
+    assert {r["id"] for r in ctx["results"]} == {i["id"] for i in ctx.items}
     assert "peanuts" in ctx.text and ctx.token_count == memory.tokenizer.count(ctx.text)
     assert ctx["mode"] == "vector" and ctx.truncated is False
 
@@ -442,41 +446,39 @@ STEER_MEMORIES = [
 
 
 @pytest.mark.parametrize("names", [["Zoltan Kovacs"], []])
-async def test_steered_context_starts_the_similarity_leg_before_the_names_and_matches_get_context(
+async def test_steered_context_embeds_the_query_before_the_names_and_matches_get_context(
     memory: VectorDatabaseMemory, uid: str, names: list[str]
 ) -> None:
-    """The similarity query is sent before the entity names arrive; the answer equals awaiting them first."""
+    """The query is embedded while the entity names are looked up; the answer equals awaiting them first."""
     await memory.store_many([{"content": c, "user_id": uid} for c in STEER_MEMORIES])
     request = {"query": "who handles the meeting plan", "user_id": uid, "k": 2, "threshold": -1.0}
     expected = await memory.get_context({**request, **({"entities": names} if names else {})})
-    _, backend = await memory._ready()
+    embedder, backend = await memory._ready()
     calls: list[str] = []
-    real_search, real_text = backend.search, backend.text_search
+    real_embed, real_hybrid = embedder.embed, backend.hybrid_search
 
-    async def search(*args: Any, **kw: Any) -> Any:
+    async def embed(*args: Any, **kw: Any) -> Any:
+        calls.append("embed")
+        return await real_embed(*args, **kw)
+
+    async def hybrid_search(*args: Any, **kw: Any) -> Any:
         calls.append("search")
-        return await real_search(*args, **kw)
-
-    async def text_search(*args: Any, **kw: Any) -> Any:
-        calls.append("text_search")
-        return await real_text(*args, **kw)
+        return await real_hybrid(*args, **kw)
 
     async def late_names() -> list[str]:
-        for _ in range(20):  # the names arrive only after the similarity query went out
-            if "search" in calls:
+        for _ in range(20):  # the names arrive only after the embedding started
+            if "embed" in calls:
                 break
             await asyncio.sleep(0.005)
         calls.append("names")
         return names
 
-    backend.search, backend.text_search = search, text_search  # type: ignore[method-assign]
+    embedder.embed, backend.hybrid_search = embed, hybrid_search  # type: ignore[method-assign]
     try:
         got = await memory.get_steered_context(request, entities=late_names())
     finally:
-        del backend.search, backend.text_search
-    assert calls[:2] == ["search", "names"]
-    assert calls.count("search") == 1  # get_context reused the running leg
-    assert calls.count("text_search") == (1 if names else 0)
+        del embedder.embed, backend.hybrid_search
+    assert calls == ["embed", "names", "search"]  # one embedding, one statement after the names
     assert [i["id"] for i in got.items] == [i["id"] for i in expected.items]
     assert got["mode"] == expected["mode"] and got["entities"] == expected["entities"]
     assert [i["score"] for i in got.items] == pytest.approx([i["score"] for i in expected.items])
@@ -507,8 +509,8 @@ async def test_empty_query_returns_recent_memories_without_vector_work(config: M
     ctx = await m.get_context({"user_id": uid})
     assert counting.calls == []
     assert ctx["mode"] == "recent"
-    assert [i["content"] for i in ctx.items] == ["newer note", "older note"]
-    assert all(i["score"] == 0.0 and i["section"] == "vector_search" for i in ctx.items)
+    assert [i["content"] for i in ctx.items] == ["older note", "newer note"]  # in the order they were said
+    assert all(i["score"] <= 0.0 and i["section"] == "vector_search" for i in ctx.items)
 
 
 # schema / lifecycle ---------------------------------------------------------------------------

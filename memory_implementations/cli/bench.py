@@ -42,6 +42,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..config import MemoryConfig
 from ..errors import ConfigError
+from ..memories.vector import NOISE_FLOOR
 from ..stores import Stores
 from ..tokens import get_tokenizer
 from ..types import ContextRequest, MemoryType
@@ -588,7 +589,10 @@ async def _measure(settings: BenchSettings, stores: Stores, orchestrator: Any, r
     result.load_seconds["other_tiers"] = time.perf_counter() - t0
 
     # 4. floors' own Redis copy -----------------------------------------------------------------------
-    floors = Floors(stores, threshold=config.similarity_threshold, budget=settings.budget)
+    threshold = config.similarity_threshold
+    if threshold is None:
+        threshold = NOISE_FLOOR[embedder.kind]
+    floors = Floors(stores, threshold=threshold, budget=settings.budget)
     await floors.load(sessions, profiles)
     await floors.open()
     try:

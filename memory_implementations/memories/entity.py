@@ -450,7 +450,7 @@ class EntityMemory(BaseMemory):
         # one statement: the entities the query names (as find_entities_in_text) + the most important others
         named, others = await self._lookup(
             req.query if isinstance(req.query, str) else "", req.user_id, limit=10,
-            top=max(10, self.config.max_results * 4),
+            top=max(10, (self.config.max_results or 10) * 4),
         )
         top_score = max([e["importance"] for e in others] + [1e-9])
         tok = self.tokenizer

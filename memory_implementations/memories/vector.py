@@ -15,7 +15,6 @@ import json
 import math
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from ..base import BaseMemory
+from ..composer import normalize_content
 from ..errors import BackendUnavailable, Conflict, NotFound, SchemaMismatch, ValidationError
 from ..providers import Embedder, build_embedder
 from ..stores.migrations import embedding_type
@@ -45,6 +45,20 @@ from .vector_sql import SqlVectorBackend
 RRF_K = 60
 MAX_K = 1000
 SECTION = "vector_search"
+#: Default similarity floor per embedder kind (``similarity_threshold`` unset): below it a "match" is noise.
+#: Measured on the recall benchmark's unrelated pairs (local MiniLM: 99th percentile ~0.1).
+NOISE_FLOOR: dict[str, float] = {"semantic": 0.1, "lexical": 0.05, "remote": 0.15}
+#: Weight of the similarity leg in the fusion (the full-text leg has 1).
+DENSE_WEIGHT = 1.5
+#: A context read asks for ``budget // TOKENS_PER_CANDIDATE`` candidates (within MIN/MAX) when no cap is set.
+TOKENS_PER_CANDIDATE = 20
+MIN_BUDGET_K = 5
+MAX_BUDGET_K = 300
+#: ``search()`` without ``k`` and without ``max_results``.
+DEFAULT_SEARCH_K = 10
+#: A partner turn's score as a share of its hit's: kept after the better hits, when the budget allows.
+PARTNER_SHARE = 0.6
+ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 
 
 @dataclass(slots=True)
@@ -56,6 +70,8 @@ class _Item:
     namespace: str
     session_id: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    embed_text: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -215,11 +231,11 @@ class VectorDatabaseMemory(BaseMemory):
         for p in parsed:
             first = unique.get(p.key)
             if first is None:
-                unique[p.key] = _Item(p.content, p.user_id, p.namespace, p.session_id, dict(p.metadata))
+                unique[p.key] = replace(p, metadata=dict(p.metadata))
             else:
                 first.metadata.update(p.metadata)
         batch = list(unique.values())
-        vectors = await embedder.embed([u.content for u in batch])
+        vectors = await embedder.embed([u.embed_text or u.content for u in batch])
         rows = [
             VectorRow(
                 user_id=u.user_id,
@@ -230,6 +246,7 @@ class VectorDatabaseMemory(BaseMemory):
                 embedding_model=embedder.model,
                 session_id=u.session_id,
                 metadata=u.metadata,
+                created_at=u.created_at,
             )
             for i, (k, u) in enumerate(unique.items())
         ]
@@ -330,12 +347,13 @@ class VectorDatabaseMemory(BaseMemory):
         hybrid: bool | None = None,
         mmr_lambda: float | None = None,
         extra_terms: Sequence[str] = (),
+        embedding: Awaitable[np.ndarray] | None = None,
     ) -> list[SearchResult]:
-        """Top-``k`` memories of ``user_id`` for ``query``: vector similarity, optionally fused with full-text
-        rank (RRF, k=60) and diversified by MMR. ``extra_terms`` join the full-text leg (entity steering).
+        """Top-``k`` memories of ``user_id`` for ``query``: similarity fused with full-text rank (weighted RRF,
+        one SQL statement; ``hybrid=False``: similarity only), optionally diversified by MMR.
 
-        Inside ``get_steered_context`` a similarity leg already running for the same query and scope
-        is used instead of a new query, and the full-text leg runs while it finishes.
+        ``extra_terms`` join the full-text leg (entity steering); ``embedding`` is the query's embedding
+        when the caller already started computing it.
         """
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("'query' must be a non-empty string", field="query")
@@ -345,33 +363,31 @@ class VectorDatabaseMemory(BaseMemory):
         threshold = self._threshold(threshold)
         hybrid = self.config.hybrid_search if hybrid is None else _bool(hybrid, "hybrid")
         mmr = self.config.mmr_lambda if mmr_lambda is None else _fraction(mmr_lambda, "mmr_lambda")
-        lexical = lexical_queries(query, extra_terms) if hybrid else None
-        pool = k if not hybrid and mmr is None else min(max(4 * k, 20), MAX_K)
-        leg = _SIMILARITY_LEG.get()
-        text_hits: list[Hit] | None = None
-        if leg is not None and mmr is None and leg.count >= pool and leg.key == (self, query, scope, threshold):
-            _SIMILARITY_LEG.set(None)  # used once
-            _, backend = await self._ready()
-            q = await leg.embedding
-            if lexical is not None:  # runs while the similarity leg finishes
-                text_hits = await backend.text_search(lexical[0], lexical[1], q, scope, count=pool)
-            hits = (await leg.task)[:pool]  # top-k then threshold: the first rows of a larger pool are the same
-        else:
-            embedder, backend = await self._ready()
-            q = (await embedder.embed([query]))[0]
-            hits = await backend.search(q, scope, threshold=threshold, count=pool, with_embeddings=mmr is not None)
-            if lexical is not None:
-                text_hits = await backend.text_search(lexical[0], lexical[1], q, scope, count=pool)
-        if text_hits is not None:
+        lexical = lexical_queries(query, extra_terms) if hybrid or extra_terms else None
+        embedder, backend = await self._ready()
+        q = await embedding if embedding is not None else (await embedder.embed([query]))[0]
+        if threshold is None:
+            threshold = NOISE_FLOOR.get(embedder.kind, 0.0)
+        if mmr is None:
+            if lexical is None:
+                hits = await backend.search(q, scope, threshold=threshold, count=k)
+                return [_result(h, h.similarity or 0.0, ("vector",)) for h in hits]
+            hits = await backend.hybrid_search(q, lexical, scope, threshold=threshold, count=k,
+                                               dense_weight=DENSE_WEIGHT)
+            return [_result(h, h.score or 0.0, _sources(h)) for h in hits]
+        pool = min(max(4 * k, 20), MAX_K)
+        hits = await backend.search(q, scope, threshold=threshold, count=pool, with_embeddings=True)
+        if lexical is not None:
+            text_hits = await backend.text_search(lexical[0], lexical[1], q, scope, count=pool)
             results = _fuse(hits, text_hits)
         else:
             results = [_result(h, h.similarity or 0.0, ("vector",)) for h in hits]
-        if mmr is not None and len(results) > 1:
-            known = {h.id: h.embedding for h in hits if h.embedding is not None}
-            missing = [r.id for r in results if r.id not in known]
-            known.update(await backend.embeddings(missing))
-            return _mmr(results, known, q, k=k, lam=mmr)
-        return results[:k]
+        if len(results) <= 1:
+            return results[:k]
+        known = {h.id: h.embedding for h in hits if h.embedding is not None}
+        missing = [r.id for r in results if r.id not in known]
+        known.update(await backend.embeddings(missing))
+        return _mmr(results, known, q, k=k, lam=mmr)
 
     # context ---------------------------------------------------------------------------------
     async def get_steered_context(
@@ -383,61 +399,24 @@ class VectorDatabaseMemory(BaseMemory):
     ) -> MemoryContext:
         """``get_context`` steered by entity names still being looked up (``entities``, awaited here).
 
-        The similarity leg of the search starts at once; the names, when non-empty, then become
-        ``filters["entities"]`` of the ``get_context`` call, whose search takes the running leg's rows
-        instead of querying again and runs only the full-text leg. Same answer as awaiting the names
-        first and calling ``get_context``.
+        The query's embedding is computed while the names are looked up; the names, when non-empty,
+        become ``filters["entities"]``. Same answer as awaiting the names first and calling ``get_context``.
         """
         req = ContextRequest.from_any(query)
-        early = self._start_similarity(req)
-        token = _SIMILARITY_LEG.set(early) if early is not None else None
+        early: asyncio.Future[np.ndarray] | None = None
+        if req.query.strip():
+            embedder, _ = await self._ready()
+            early = asyncio.ensure_future(_first(embedder.embed([req.query])))
         try:
             names = _clean_terms(await entities)
             if names:
                 req = replace(req, filters={**req.filters, "entities": names})
-            return await self.get_context(req, max_tokens=max_tokens)
+            return await self._context(req, max_tokens, early)
         finally:
             if inspect.iscoroutine(entities):
                 entities.close()  # never awaited when the request was invalid: no "never awaited" warning
-            if token is not None:
-                _SIMILARITY_LEG.reset(token)
             if early is not None:
-                await _settle(early.task)
-                await _settle(early.embedding)
-
-    def _start_similarity(self, req: ContextRequest) -> _Leg | None:
-        """Start the vector leg ``get_context`` would run for ``req`` (None: nothing to start early)."""
-        f = dict(req.filters or {})
-        mmr = f.get("mmr_lambda")
-        if not req.query.strip() or (mmr if mmr is not None else self.config.mmr_lambda) is not None:
-            return None  # MMR needs the pool's embeddings: get_context runs the whole search
-        try:
-            kw = _search_kwargs(req, f)
-            scope = self._scope_of(kw)
-            k = self._k(kw["k"])
-            threshold = self._threshold(kw["threshold"])
-        except ValidationError:
-            return None  # get_context raises it
-        pool = min(max(4 * k, 20), MAX_K)  # the hybrid pool; its first k rows are the vector-only answer
-
-        embedding: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-
-        async def similar() -> list[Hit]:
-            try:
-                embedder, backend = await self._ready()
-                q = (await embedder.embed([req.query]))[0]
-            except BaseException as exc:
-                if not embedding.done():
-                    if isinstance(exc, Exception):
-                        embedding.set_exception(exc)
-                    else:
-                        embedding.cancel()
-                raise
-            embedding.set_result(q)
-            return await backend.search(q, scope, threshold=threshold, count=pool)
-
-        task = asyncio.ensure_future(similar())
-        return _Leg(key=(self, req.query, scope, threshold), count=pool, task=task, embedding=embedding)
+                await _settle(early)
 
     def _scope_of(self, kw: Mapping[str, Any]) -> Scope:
         """The validated search scope of ``search``'s keyword arguments."""
@@ -454,16 +433,24 @@ class VectorDatabaseMemory(BaseMemory):
     async def get_context(
         self, query: Mapping[str, Any] | ContextRequest | str | None = None, *, max_tokens: int | None = None
     ) -> MemoryContext:
-        """The most similar memories for ``query`` as tier-contract items, trimmed to ``max_tokens``.
+        """The memories that best match ``query`` as tier-contract items, as many as ``max_tokens`` holds.
 
-        Request ``filters`` understood: ``metadata`` (jsonb containment), ``k``, ``threshold``,
-        ``hybrid``, ``mmr_lambda``, ``created_after``/``created_before``, ``session_only`` (restrict to the
-        request's session; by default memories are long-term and span sessions) and ``entities`` (names
-        that steer the search: they join the full-text leg, which turns hybrid retrieval on). An empty
-        query does no vector work: it returns the user's most recently updated memories with score 0.
+        Candidates: ``filters["k"]``, else ``max_results``, else as many as the budget can hold
+        (``budget // TOKENS_PER_CANDIDATE``). Each is rendered with its date and speaker
+        (``[2026-03-14] User: ...``), in the order they were said; a conversation message's partner turn
+        (the question it answers, the answer it got) follows it at a lower score, so it is kept only
+        when the budget allows. Request ``filters`` understood: ``metadata`` (jsonb containment), ``k``,
+        ``threshold``, ``hybrid``, ``mmr_lambda``, ``created_after``/``created_before``, ``session_only``
+        (restrict to the request's session; by default memories are long-term and span sessions) and
+        ``entities`` (names that steer the search: they join the full-text leg). An empty query does no
+        vector work: it returns the user's most recently updated memories with score 0.
         """
+        return await self._context(ContextRequest.from_any(query), max_tokens, None)
+
+    async def _context(
+        self, req: ContextRequest, max_tokens: int | None, embedding: Awaitable[np.ndarray] | None
+    ) -> MemoryContext:
         watch = Stopwatch()
-        req = ContextRequest.from_any(query)
         f = dict(req.filters or {})
         entities = f.get("entities") or []
         if isinstance(entities, str):
@@ -472,12 +459,14 @@ class VectorDatabaseMemory(BaseMemory):
             raise ValidationError("'entities' must be a list of names", field="entities")
         entities = [str(e) for e in entities if str(e).strip()]
         budget = self.budget(max_tokens)
-        k = f.get("k", f.get("top_k"))
+        kw = _search_kwargs(req, f)
+        if kw["k"] is None and self.config.max_results is None:
+            kw["k"] = min(MAX_BUDGET_K, max(MIN_BUDGET_K, budget // TOKENS_PER_CANDIDATE))
         if req.query.strip():
-            results = await self.search(
-                req.query, **_search_kwargs(req, f), hybrid=True if entities else f.get("hybrid"), extra_terms=entities
-            )
-            mode = "hybrid" if (entities or f.get("hybrid", self.config.hybrid_search)) else "vector"
+            hybrid = f.get("hybrid")
+            results = await self.search(req.query, **kw, hybrid=hybrid, extra_terms=entities, embedding=embedding)
+            hybrid_on = self.config.hybrid_search if hybrid is None else bool(hybrid)
+            mode = "hybrid" if (entities or hybrid_on) else "vector"
         else:
             scope = Scope(
                 user_id=_str(req.user_id, "user_id"),
@@ -485,50 +474,42 @@ class VectorDatabaseMemory(BaseMemory):
                 filter=_metadata(f.get("metadata"), "filters") if f.get("metadata") is not None else {},
             )
             _, backend = await self._ready()
-            results = [_result(h, 0.0, ("recent",)) for h in await backend.recent(scope, count=self._k(k))]
+            results = [_result(h, 0.0, ("recent",)) for h in await backend.recent(scope, count=self._k(kw["k"]))]
             mode = "recent"
         return self._render(results, budget, mode=mode, entities=entities, latency=watch)
 
     def _render(
         self, results: list[SearchResult], budget: int, *, mode: str, entities: list[str], latency: Stopwatch
     ) -> MemoryContext:
+        """Items best first within ``budget`` (partners after their hits), then listed in the order they were said."""
         tok = self.tokenizer
-        kept = list(results)
-        truncated = False
+        lines = [_RenderedMemory.of(r, rank) for rank, r in enumerate(results)]
+        partners: list[_RenderedMemory] = []
+        seen = {normalize_content(m.content) for m in lines}
+        for m in lines:
+            p = m.partner()
+            if p is not None and normalize_content(p.content) not in seen:
+                seen.add(normalize_content(p.content))
+                partners.append(p)
         header = "Relevant memories:"
-
-        def text_of(rs: list[SearchResult]) -> str:
-            return "\n".join([header, *(f"- {r.content}" for r in rs)]) if rs else ""
-
-        text = text_of(kept)
-        while kept and tok.count(text) > budget:
-            truncated = True
-            if len(kept) == 1:
-                room = budget - tok.count(f"{header}\n- ")
-                cut = tok.truncate(kept[0].content, room) if room > 0 else ""
-                if not cut:
-                    kept = []
-                    text = ""
-                    break
-                kept[0] = _replace_content(kept[0], cut)
-                text = text_of(kept)
-                break
-            weakest = min(range(len(kept)), key=lambda i: (_sim(kept[i]), -i))
-            kept.pop(weakest)
-            text = text_of(kept)
-        items = [
-            {
-                "section": SECTION,
-                "content": r.content,
-                "score": _sim(r) if r.similarity is not None else 0.0,
-                "id": r.id,
-                "metadata": r.metadata,
-                "similarity": r.similarity,
-                "rank_score": r.score,
-                "created_at": r.created_at.isoformat() if r.created_at else None,
-            }
-            for r in kept
-        ]
+        used = tok.count(header)
+        kept: list[_RenderedMemory] = []
+        truncated = False
+        for m in sorted([*lines, *partners], key=lambda m: -m.score):
+            cost = tok.count(m.line) + 1
+            if used + cost > budget:
+                truncated = True
+                continue
+            used += cost
+            kept.append(m)
+        if not kept and lines and budget > 0:
+            room = budget - tok.count(f"{header}\n- {lines[0].prefix}")
+            cut = tok.truncate(lines[0].content, room) if room > 0 else ""
+            if cut:
+                kept = [replace(lines[0], content=cut)]
+        kept.sort(key=lambda m: m.order)
+        text = "\n".join([header, *(m.line for m in kept)]) if kept else ""
+        items = [m.item() for m in kept]
         return MemoryContext(
             memory_type=self.memory_type,
             items=items,
@@ -536,7 +517,7 @@ class VectorDatabaseMemory(BaseMemory):
             token_count=tok.count(text),
             latency_ms=round(latency.ms, 3),
             truncated=truncated,
-            extra={"results": [r.as_dict() for r in kept], "mode": mode, "entities": entities,
+            extra={"results": [r.as_dict() for r in results], "mode": mode, "entities": entities,
                    "candidates": len(results)},
         )
 
@@ -582,12 +563,14 @@ class VectorDatabaseMemory(BaseMemory):
             meta = dict(item.metadata)
             meta.setdefault("role", item.role)
             return _Item(self._content(item.content, f"{at}content"), _str(item.user_id, f"{at}user_id"),
-                         DEFAULT_NAMESPACE, item.session_id, _metadata(meta, f"{at}metadata"))
+                         DEFAULT_NAMESPACE, item.session_id, _metadata(meta, f"{at}metadata"),
+                         created_at=_when(item.created_at, f"{at}created_at"))
         if not isinstance(item, Mapping):
             raise ValidationError(
                 f"an item must be a string or a mapping with 'content', got {type(item).__name__}", field=f"{at}item"
             )
-        allowed = {"content", "user_id", "session_id", "namespace", "metadata", "id", "role"}
+        allowed = {"content", "user_id", "session_id", "namespace", "metadata", "id", "role", "created_at",
+                   "embed_text"}
         unknown = sorted(set(item) - allowed)
         if unknown:
             raise ValidationError(f"unknown item key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
@@ -603,6 +586,8 @@ class VectorDatabaseMemory(BaseMemory):
             ),
             session_id=_str(item["session_id"], f"{at}session_id") if item.get("session_id") is not None else None,
             metadata=metadata,
+            created_at=_when(item.get("created_at"), f"{at}created_at"),
+            embed_text=self._content(item["embed_text"], f"{at}embed_text") if item.get("embed_text") else None,
         )
 
     def _content(self, value: Any, name: str) -> str:
@@ -618,14 +603,14 @@ class VectorDatabaseMemory(BaseMemory):
 
     def _k(self, k: Any) -> int:
         if k is None:
-            return self.config.max_results
+            return self.config.max_results or DEFAULT_SEARCH_K
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise ValidationError(f"'k' must be an integer between 1 and {MAX_K}, got {k!r}", field="k")
         return k
 
-    def _threshold(self, threshold: Any) -> float:
+    def _threshold(self, threshold: Any) -> float | None:
         if threshold is None:
-            return self.config.similarity_threshold
+            return self.config.similarity_threshold  # None: the embedder's noise floor
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0 \
                 or math.isnan(threshold):
             raise ValidationError(
@@ -689,20 +674,6 @@ def _when(value: Any, name: str) -> datetime | None:
     return value
 
 
-@dataclass
-class _Leg:
-    """A similarity search started ahead of ``get_context`` (entity steering), for one query and scope."""
-
-    key: tuple[Any, ...]
-    count: int
-    task: asyncio.Future[list[Hit]]
-    embedding: asyncio.Future[np.ndarray]
-
-
-#: The similarity leg started by ``get_steered_context`` for the ``get_context`` call it makes.
-_SIMILARITY_LEG: ContextVar[_Leg | None] = ContextVar("vector_similarity_leg", default=None)
-
-
 async def _settle(task: asyncio.Future[Any]) -> None:
     """Cancel ``task`` if still running and wait for it; its outcome is retrieved, never raised."""
     if not task.done():
@@ -727,6 +698,85 @@ def _search_kwargs(req: ContextRequest, f: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _first(vectors: Awaitable[np.ndarray]) -> np.ndarray:
+    """The first of a batch of embeddings."""
+    return (await vectors)[0]
+
+
+def _sources(hit: Hit) -> tuple[str, ...]:
+    """Which legs of a hybrid search found ``hit``."""
+    found = (("vector",) if hit.dense_rank is not None else ()) + (("text",) if hit.lexical_rank is not None else ())
+    return found or ("vector",)
+
+
+def _day(value: Any) -> str | None:
+    """``YYYY-MM-DD`` of a datetime or ISO string (None when there is none)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value.date().isoformat() if isinstance(value, datetime) else None
+
+
+def _prefix(day: str | None, role: Any) -> str:
+    """``[2026-03-14] User: `` (the parts that are known)."""
+    out = f"[{day}] " if day else ""
+    label = ROLE_LABELS.get(str(role)) if role else None
+    return f"{out}{label}: " if label else out
+
+
+@dataclass(frozen=True, slots=True)
+class _RenderedMemory:
+    """One line of the vector section: a hit, or the partner turn of a hit."""
+
+    id: str
+    content: str
+    prefix: str
+    score: float
+    order: tuple[str, int, int]
+    result: SearchResult
+    partner_of: str | None = None
+
+    @property
+    def line(self) -> str:
+        """The rendered line."""
+        return f"- {self.prefix}{self.content}"
+
+    @classmethod
+    def of(cls, r: SearchResult, rank: int) -> _RenderedMemory:
+        """A hit, ordered by when it was said (message id breaks ties)."""
+        mid = r.metadata.get("message_id")
+        when = r.created_at.isoformat() if r.created_at else ""
+        return cls(r.id, r.content, _prefix(_day(r.created_at), r.metadata.get("role")), r.score - rank * 1e-9,
+                   (when, mid if isinstance(mid, int) else 0, 0), r)
+
+    def partner(self) -> _RenderedMemory | None:
+        """The turn this message answers or was answered by (from its metadata), or None."""
+        p = self.result.metadata.get("partner")
+        if not isinstance(p, Mapping) or not isinstance(p.get("content"), str) or not p["content"].strip():
+            return None
+        mid = p.get("message_id")
+        own = self.order[1]
+        after = 1 if not isinstance(mid, int) or mid > own else -1
+        day = _day(p.get("created_at")) or _day(self.result.created_at)
+        return _RenderedMemory(f"{self.id}:partner", p["content"], _prefix(day, p.get("role")),
+                               self.score * PARTNER_SHARE, (self.order[0], own, after), self.result, self.id)
+
+    def item(self) -> dict[str, Any]:
+        """The tier-contract item."""
+        r = self.result
+        out: dict[str, Any] = {
+            "section": SECTION, "id": self.id, "content": self.content, "prefix": self.prefix,
+            "score": self.score, "created_at": r.created_at.isoformat() if r.created_at else None,
+        }
+        if self.partner_of is not None:
+            out.update(kind="partner", partner_of=self.partner_of)
+        else:
+            out.update(metadata=r.metadata, similarity=r.similarity, rank_score=r.score, sources=list(r.sources))
+        return out
+
+
 def _clean_terms(terms: Sequence[str] | str | None) -> list[str]:
     """Entity names as full-text terms: strings, blanks dropped, duplicates removed (order kept)."""
     if isinstance(terms, str):
@@ -748,20 +798,6 @@ def _result(hit: Hit, score: float, sources: tuple[str, ...]) -> SearchResult:
         namespace=hit.namespace,
         sources=sources,
     )
-
-
-def _replace_content(result: SearchResult, content: str) -> SearchResult:
-    out = _result(
-        Hit(result.id, result.user_id or "", result.namespace or "", content, result.metadata, result.similarity,
-            result.created_at, result.updated_at, result.session_id),
-        result.score,
-        result.sources,
-    )
-    return out
-
-
-def _sim(result: SearchResult) -> float:
-    return result.similarity if result.similarity is not None else float("-inf")
 
 
 def _fuse(vector_hits: list[Hit], text_hits: list[Hit]) -> list[SearchResult]:

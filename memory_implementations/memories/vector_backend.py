@@ -82,6 +82,7 @@ class VectorRow:
     embedding_model: str
     session_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None  # when it was said (a message's time); None: now
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,9 @@ class Hit:
     session_id: str | None = None
     text_rank: float | None = None
     embedding: np.ndarray | None = None
+    score: float | None = None  # fused rank score (hybrid search)
+    dense_rank: int | None = None  # 1-based rank in the similarity leg (hybrid search; None: not in it)
+    lexical_rank: int | None = None  # 1-based rank in the full-text leg (hybrid search; None: not in it)
 
 
 @dataclass(slots=True)
@@ -187,6 +191,13 @@ class VectorBackend(Protocol):
 
     async def text_search(self, match: str, rank: str, embedding: np.ndarray, scope: Scope, *, count: int) -> list[Hit]:
         """Rows whose ``fts`` matches ``websearch_to_tsquery(match)``, ordered by their rank against ``rank``."""
+        ...
+
+    async def hybrid_search(
+        self, embedding: np.ndarray, lexical: tuple[str, str] | None, scope: Scope, *, threshold: float, count: int,
+        dense_weight: float = 1.0,
+    ) -> list[Hit]:
+        """Similarity and full-text legs fused by weighted RRF in one ``match_memories_hybrid`` call, best first."""
         ...
 
     async def recent(self, scope: Scope, *, count: int) -> list[Hit]:

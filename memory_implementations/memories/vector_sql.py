@@ -51,11 +51,12 @@ class SqlVectorBackend:
         if not rows:
             return []
         values = sql.SQL(", ").join(
-            sql.SQL("(%s, %s, %s, %s, %s, %s, %s::{t}, %s)").format(t=self._cast) for _ in rows
+            sql.SQL("(%s, %s, %s, %s, %s, %s, %s::{t}, %s, coalesce(%s::timestamptz, now()))").format(t=self._cast)
+            for _ in rows
         )
         query = sql.SQL(
             "INSERT INTO memory_vectors (user_id, session_id, namespace, content, content_hash, metadata, "
-            "embedding, embedding_model) VALUES {values} "
+            "embedding, embedding_model, created_at) VALUES {values} "
             "ON CONFLICT (user_id, namespace, content_hash) DO UPDATE SET "
             "metadata = memory_vectors.metadata || EXCLUDED.metadata, "
             "session_id = coalesce(memory_vectors.session_id, EXCLUDED.session_id), "
@@ -65,7 +66,7 @@ class SqlVectorBackend:
         params: list[Any] = []
         for r in rows:
             params += [r.user_id, r.session_id, r.namespace, r.content, r.content_hash, Jsonb(r.metadata),
-                       _vec(r.embedding), r.embedding_model]
+                       _vec(r.embedding), r.embedding_model, r.created_at]
         async with self._conn() as conn:
             cur = await conn.execute(query, params)
             found = await cur.fetchall()
@@ -159,6 +160,25 @@ class SqlVectorBackend:
                     cur = conn.cursor(row_factory=dict_row)
                     await cur.execute(query, params)
                     rows = await cur.fetchall()
+        return [_hit(r) for r in rows]
+
+    async def hybrid_search(
+        self, embedding: np.ndarray, lexical: tuple[str, str] | None, scope: Scope, *, threshold: float, count: int,
+        dense_weight: float = 1.0,
+    ) -> list[Hit]:
+        """``match_memories_hybrid``: both legs and their weighted reciprocal-rank fusion in one statement."""
+        match, rank = lexical if lexical is not None else ("", "")
+        query = sql.SQL(
+            "SELECT id::text AS id, user_id, session_id, namespace, content, metadata, similarity, text_rank, "
+            "dense_rank, lexical_rank, score, created_at, updated_at FROM match_memories_hybrid("
+            "%s::{t}, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)"
+        ).format(t=self._cast)
+        params = [_vec(embedding), match, threshold, count, Jsonb(scope.filter or {}), scope.user_id,
+                  scope.namespace, scope.session_id, scope.created_after, scope.created_before, rank, dense_weight]
+        async with self._conn() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
+            rows = await cur.fetchall()
         return [_hit(r) for r in rows]
 
     async def text_search(self, match: str, rank: str, embedding: np.ndarray, scope: Scope, *, count: int) -> list[Hit]:
@@ -288,6 +308,9 @@ def _hit(row: dict[str, Any]) -> Hit:
         session_id=row["session_id"],
         text_rank=None if rank is None else float(rank),
         embedding=None if emb is None else _np(emb),
+        score=None if row.get("score") is None else float(row["score"]),
+        dense_rank=row.get("dense_rank"),
+        lexical_rank=row.get("lexical_rank"),
     )
 
 

@@ -22,7 +22,18 @@ COUNTRIES = frozenset(
     "usa,united states,canada,mexico,brazil,argentina,uk,united kingdom,england,scotland,ireland,france,germany,"
     "spain,portugal,italy,netherlands,belgium,switzerland,austria,poland,sweden,norway,denmark,finland,greece,"
     "turkey,russia,ukraine,egypt,nigeria,kenya,south africa,india,pakistan,china,japan,korea,south korea,vietnam,"
-    "thailand,indonesia,philippines,australia,new zealand,texas,california,florida".split(",")
+    "thailand,indonesia,philippines,australia,new zealand,iceland,hungary,romania,bulgaria,croatia,serbia,"
+    "czechia,czech republic,slovakia,slovenia,estonia,latvia,lithuania,luxembourg,cyprus,malta,wales,"
+    "northern ireland,israel,lebanon,saudi arabia,qatar,uae,united arab emirates,iran,iraq,morocco,algeria,tunisia,"
+    "ethiopia,ghana,senegal,tanzania,uganda,rwanda,zimbabwe,malaysia,sri lanka,nepal,bangladesh,taiwan,mongolia,"
+    "cambodia,laos,myanmar,north korea,peru,colombia,venezuela,ecuador,bolivia,uruguay,paraguay,cuba,jamaica,"
+    "costa rica,panama,guatemala,puerto rico,dominican republic,america,europe,asia,africa,north america,"
+    "south america,latin america,middle east,scandinavia,caribbean,alabama,alaska,arizona,arkansas,colorado,"
+    "connecticut,delaware,georgia,hawaii,idaho,illinois,indiana,iowa,kansas,kentucky,louisiana,maine,maryland,"
+    "massachusetts,michigan,minnesota,mississippi,missouri,montana,nebraska,nevada,new hampshire,new jersey,"
+    "new mexico,north carolina,north dakota,ohio,oklahoma,oregon,pennsylvania,rhode island,south carolina,"
+    "south dakota,tennessee,texas,utah,vermont,virginia,west virginia,wisconsin,wyoming,california,florida"
+    .split(",")
 )
 ORGANIZATIONS = frozenset(
     "google,alphabet,microsoft,apple,amazon,meta,facebook,netflix,openai,anthropic,ibm,intel,nvidia,oracle,"
@@ -40,6 +51,28 @@ CONCEPTS = frozenset(
     "guitar,piano,reading,travel,vegetarian,vegan,coffee,tea,football,soccer,basketball,tennis,golf,marathon,"
     "remote work,mental health,nutrition,investing,budget,mortgage,retirement".split(",")
 )
+#: Concepts that are also everyday words ("running late", "my coffee", "the budget for the trip", "rust on
+#: the bike"): found only after a cue ("I love cooking", "go running", "tea over coffee") or capitalised.
+COMMON_CONCEPTS = frozenset(
+    "running reading travel coffee tea music cooking baking budget painting swimming cycling investing retirement "
+    "mortgage nutrition gardening hiking marathon".split()
+)
+CASED_CONCEPTS = frozenset({"rust", "java", "react"})
+CONCEPT_CUES = frozenset(
+    "love loves loved like likes enjoy enjoys prefer prefers hate hates into about learning learn started start "
+    "do doing practice practicing practise practising go going went play playing over than up".split()
+)
+LANGUAGES = frozenset(
+    "english spanish french german italian portuguese japanese chinese mandarin cantonese korean arabic hindi "
+    "russian dutch swedish norwegian danish finnish polish greek turkish hebrew vietnamese thai indonesian tagalog "
+    "swahili urdu bengali persian farsi ukrainian czech latin".split()
+)
+#: Products and apps: concepts when capitalised, never places or people ("switching from Android").
+PRODUCTS = frozenset(
+    "iphone ipad android ios macos mac macbook windows linux kindle playstation xbox nintendo chatgpt "
+    "excel powerpoint slack notion gmail outlook whatsapp instagram tiktok youtube reddit "
+    "minecraft fortnite".split()
+)
 FIRST_NAMES = frozenset(
     "ana anna maria mary john james robert michael david william richard joseph thomas charles daniel matthew "
     "anthony mark paul steven andrew joshua kevin brian george emma olivia sophia isabella mia amelia harper "
@@ -49,9 +82,11 @@ FIRST_NAMES = frozenset(
     "leo jack oliver henry tom tim ben nick kate beth amy rachel laura julia eva nina zoe bob alice".split()
 )
 RELATIONS = (
-    "sister|brother|mother|father|mom|mum|dad|wife|husband|partner|girlfriend|boyfriend|son|daughter|friend|"
-    "best friend|cousin|aunt|uncle|grandma|grandmother|grandpa|grandfather|manager|boss|colleague|coworker|"
-    "co-worker|roommate|neighbor|neighbour|teacher|doctor|therapist|mentor"
+    "(?:sister|brother|mother|father|son|daughter)-in-law|step(?:mom|dad|mother|father|sister|brother|son|daughter)|"
+    "sister|brother|mother|father|mom|mum|dad|wife|husband|partner|girlfriend|boyfriend|fianc[eé]e?|ex|son|"
+    "daughter|friend|best friend|cousin|aunt|uncle|niece|nephew|grandma|grandmother|grandpa|grandfather|grandson|"
+    "granddaughter|manager|boss|colleague|coworker|co-worker|classmate|roommate|flatmate|neighbor|neighbour|"
+    "landlord|teacher|doctor|therapist|mentor|coach"
 )
 PETS = "dog|cat|puppy|kitten|pet|horse|pony|parrot|rabbit|bunny|hamster|guinea pig|bird|fish|turtle|tortoise|snake"
 #: Entity types a pet may take when configured. The default types have none: the pet is then an attribute
@@ -68,11 +103,64 @@ NOT_JOBS = frozenset(
     "bit little lot fan big huge member part user owner person beginner lover better other under after "
     "winner sucker number".split()
 )
-SENTENCE_STARTERS = STOPWORDS | frozenset(
+MONTHS = frozenset("january february march april may june july august september october november december".split())
+SENTENCE_STARTERS = STOPWORDS | MONTHS | frozenset(
     "hi hello hey thanks please sorry yesterday today tomorrow tonight also actually maybe yes no so well "
-    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
-    "august september october november december ok okay what why how when where who dear".split()
+    "monday tuesday wednesday thursday friday saturday sunday ok okay what why how when where who dear".split()
 )
+#: Capitalised words that are never an entity (or part of one) on their own: pronouns and indefinites,
+#: greetings and interjections, discourse words, imperatives that open assistant sentences and list items,
+#: headings, family titles, days, holidays and other time words.
+NOT_ENTITIES = SENTENCE_STARTERS | frozenset(
+    "you're we're they're he's she's there's here's let's yours ours theirs myself yourself ourselves "
+    "anything everything nothing something someone anyone everyone nobody somebody anybody none whatever "
+    "whoever whichever wherever whenever another either neither every many much several "
+    "thank welcome yeah yep yup nope nah ah ahh aw oops ugh lol lmao haha hahaha hmm hm wow yay omg btw tbh fyi "
+    "asap imo bye goodbye cheers congrats congratulations great awesome cool nice perfect sure absolutely "
+    "definitely certainly exactly indeed alright right wait good bad best happy fine glad excellent wonderful "
+    "honestly basically anyway besides meanwhile otherwise instead still maybe perhaps probably overall "
+    "additionally furthermore moreover generally usually typically ideally alternatively unfortunately "
+    "fortunately hopefully finally first second third fourth last next now later soon sometimes often never "
+    "always however though although because since unless until while whether "
+    "note important tip tips step steps option options pros cons summary example bonus warning update edit ps "
+    "ingredients instructions question answer goal goals plan "
+    "try visit walk have make take let check consider use add open tap turn go get keep start stop mix knead stay "
+    "move list set ask call pick choose avoid look see find read write focus drink eat practice remember imagine "
+    "tell give bring put run share feel think enjoy hope love like need want thanks sorry "
+    "settings privacy preferences menu file view help profile account "
+    "mom mum dad mommy daddy mama papa grandma granny grandpa nana mother father sister brother aunt uncle "
+    "mondays tuesdays wednesdays thursdays fridays saturdays sundays weekend weekends week weeks day days "
+    "month months year years morning mornings afternoon evening evenings night nights noon midnight eve "
+    "spring summer autumn fall winter christmas xmas easter thanksgiving halloween hanukkah ramadan eid diwali "
+    "passover valentine valentines".split()
+)
+#: Names that are also words opening a sentence ("Mark it as done", "May I ask"): not names there.
+VERB_NAMES = frozenset({"mark", "grace", "will", "bill", "may", "june", "april"})
+#: Upper-case words kept out although acronyms are otherwise proper nouns ("US", "UCLA").
+ACRONYM_STOP = frozenset("i ok lol omg btw tbh fyi asap imo ps am pm it tv diy faq".split())
+#: "to X" is a place only after these ("talk to Priyanka" is not).
+TO_PLACE_VERBS = frozenset(
+    "go goes going gone went move moves moved moving fly flies flying flew travel travels travelled traveled "
+    "traveling travelling trip trips drive drove driving back relocate relocated relocating head headed heading "
+    "commute come came coming get got getting way return returned returning vacation holiday visit welcome "
+    "flight flights train ticket tickets road".split()
+)
+#: "from X" is not a place after these ("an email from Priyanka", "an offer from Globex").
+FROM_NOT_PLACE = frozenset(
+    "email emails message messages text texts call calls offer offers letter gift gifts note notes news feedback "
+    "help advice invite invitation reply response switching switch switched recovering".split()
+)
+#: "a <noun> called X": the type X takes.
+NAMED_NOUNS = {
+    **dict.fromkeys(
+        "company startup firm business shop store bakery cafe café restaurant bar pub band team club gym school "
+        "agency brand charity nonprofit church studio label publisher".split(),
+        "organization",
+    ),
+    **dict.fromkeys("town city village place neighborhood neighbourhood street island lake river park".split(), "location"),
+    **dict.fromkeys("book novel app show podcast game movie film song album series course project tool".split(), "concept"),
+    **dict.fromkeys("guy girl man woman kid boy lady dude person".split(), "person"),
+}
 
 _CAP = r"(?:(?:St|Mt|Dr|Mr|Mrs|Ms)\.|[A-Z][\w'\u2019&-]*)"
 _SPAN = rf"{_CAP}(?:[ \t]+(?:(?:of|de|del|la|the|&|for)[ \t]+)?{_CAP})*"

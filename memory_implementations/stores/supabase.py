@@ -115,6 +115,8 @@ class SupabaseVectorBackend:
                 "embedding_model": r.embedding_model,
                 "updated_at": now,
             }
+            if old is None and r.created_at is not None:
+                payload["created_at"] = r.created_at.isoformat()
             body.append(payload)
         written = await self._run(
             self.client.table(TABLE).upsert(body, on_conflict="user_id,namespace,content_hash", default_to_null=False)
@@ -201,6 +203,31 @@ class SupabaseVectorBackend:
             vectors = await self.embeddings([h.id for h in hits])
             for h in hits:
                 h.embedding = vectors.get(h.id)
+        return hits
+
+    async def hybrid_search(
+        self, embedding: np.ndarray, lexical: tuple[str, str] | None, scope: Scope, *, threshold: float, count: int,
+        dense_weight: float = 1.0,
+    ) -> list[Hit]:
+        """``.rpc("match_memories_hybrid", …)``: the same one-statement fusion as the direct path."""
+        match, rank = lexical if lexical is not None else ("", "")
+        params: dict[str, Any] = {
+            "query_embedding": _to_json_vector(embedding),
+            "query_text": match,
+            "match_threshold": threshold,
+            "match_count": count,
+            "filter": scope.filter or {},
+            "p_user_id": scope.user_id,
+            "p_namespace": scope.namespace,
+            "p_session_id": scope.session_id,
+            "created_after": scope.created_after.isoformat() if scope.created_after else None,
+            "created_before": scope.created_before.isoformat() if scope.created_before else None,
+            "rank_text": rank,
+            "dense_weight": dense_weight,
+        }
+        data = await self._run(self.client.rpc("match_memories_hybrid", params))
+        hits = [_hit(row) for row in data]
+        hits.sort(key=lambda h: -(h.score or 0.0))
         return hits
 
     async def text_search(self, match: str, rank: str, embedding: np.ndarray, scope: Scope, *, count: int) -> list[Hit]:
@@ -360,6 +387,10 @@ def _hit(row: dict[str, Any]) -> Hit:
         updated_at=_ts(row.get("updated_at")),
         session_id=row.get("session_id"),
         embedding=None if emb is None else _from_json_vector(emb),
+        text_rank=None if row.get("text_rank") is None else float(row["text_rank"]),
+        score=None if row.get("score") is None else float(row["score"]),
+        dense_rank=row.get("dense_rank"),
+        lexical_rank=row.get("lexical_rank"),
     )
 
 
