@@ -165,7 +165,7 @@ def test_module_entry_point_migrates_from_any_directory(tmp_path: Path, fresh_ds
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("migrated: schema version 1") and "vector(32)" in result.stdout
+    assert result.stdout.startswith(f"migrated: schema version {SCHEMA_VERSION}") and "vector(32)" in result.stdout
     assert "migrations_applied" in result.stderr
 
 
@@ -177,9 +177,9 @@ def test_migrate_check_then_apply_then_check(fresh_dsn: str, capsys: pytest.Capt
     assert code == 1
     assert "pending: schema version(s) 1" in out and "auth.uid()" in out
     code, out, _ = run(["migrate", "--dsn", fresh_dsn, "--embedding-dim", "384"], capsys)
-    assert code == 0 and out.startswith("migrated: schema version 1") and "vector(384)" in out
+    assert code == 0 and out.startswith(f"migrated: schema version {SCHEMA_VERSION}") and "vector(384)" in out
     code, out, _ = run(["migrate", "--dsn", fresh_dsn, "--check"], capsys)
-    assert code == 0 and out.startswith("up to date: schema version 1") and "vector(384)" in out
+    assert code == 0 and out.startswith(f"up to date: schema version {SCHEMA_VERSION}") and "vector(384)" in out
     code, out, _ = run(["migrate", "--dsn", fresh_dsn], capsys)
     assert code == 0 and out.startswith("up to date, nothing applied")
 

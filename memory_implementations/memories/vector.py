@@ -437,10 +437,11 @@ class VectorDatabaseMemory(BaseMemory):
 
         Candidates: ``filters["k"]``, else ``max_results``, else as many as the budget can hold
         (``budget // TOKENS_PER_CANDIDATE``). Each is rendered with its date and speaker
-        (``[2026-03-14] User: ...``), in the order they were said; a conversation message's partner turn
-        (the question it answers, the answer it got) follows it at a lower score, so it is kept only
-        when the budget allows. Request ``filters`` understood: ``metadata`` (jsonb containment), ``k``,
-        ``threshold``, ``hybrid``, ``mmr_lambda``, ``created_after``/``created_before``, ``session_only``
+        (``[2026-03-14] User: ...``), newest first, so a fact that changed shows its current value
+        first; a conversation message's partner turn (the question it answers, the answer it got)
+        comes with it at a lower score, so it is kept only when the budget allows. Request ``filters``
+        understood: ``metadata`` (jsonb containment), ``k``, ``threshold``, ``hybrid``, ``mmr_lambda``,
+        ``created_after``/``created_before``, ``session_only``
         (restrict to the request's session; by default memories are long-term and span sessions) and
         ``entities`` (names that steer the search: they join the full-text leg). An empty query does no
         vector work: it returns the user's most recently updated memories with score 0.
@@ -481,7 +482,7 @@ class VectorDatabaseMemory(BaseMemory):
     def _render(
         self, results: list[SearchResult], budget: int, *, mode: str, entities: list[str], latency: Stopwatch
     ) -> MemoryContext:
-        """Items best first within ``budget`` (partners after their hits), then listed in the order they were said."""
+        """Items best first within ``budget`` (partners after hits), listed newest first, each exchange in order."""
         tok = self.tokenizer
         lines = [_RenderedMemory.of(r, rank) for rank, r in enumerate(results)]
         partners: list[_RenderedMemory] = []
@@ -507,7 +508,8 @@ class VectorDatabaseMemory(BaseMemory):
             cut = tok.truncate(lines[0].content, room) if room > 0 else ""
             if cut:
                 kept = [replace(lines[0], content=cut)]
-        kept.sort(key=lambda m: m.order)
+        kept.sort(key=lambda m: m.order[2])
+        kept.sort(key=lambda m: m.order[:2], reverse=True)  # newest exchange first (stable: question, answer)
         text = "\n".join([header, *(m.line for m in kept)]) if kept else ""
         items = [m.item() for m in kept]
         return MemoryContext(
@@ -734,7 +736,7 @@ class _RenderedMemory:
     content: str
     prefix: str
     score: float
-    order: tuple[str, int, int]
+    order: tuple[str, int, int]  # (when said, its exchange's first message id, its own message id)
     result: SearchResult
     partner_of: str | None = None
 
@@ -745,11 +747,15 @@ class _RenderedMemory:
 
     @classmethod
     def of(cls, r: SearchResult, rank: int) -> _RenderedMemory:
-        """A hit, ordered by when it was said (message id breaks ties)."""
+        """A hit; a conversation message is ordered with its exchange (question before answer)."""
         mid = r.metadata.get("message_id")
+        mid = mid if isinstance(mid, int) else 0
+        partner = r.metadata.get("partner")
+        pmid = partner.get("message_id") if isinstance(partner, Mapping) else None
+        anchor = min(mid, pmid) if isinstance(pmid, int) and mid else mid
         when = r.created_at.isoformat() if r.created_at else ""
         return cls(r.id, r.content, _prefix(_day(r.created_at), r.metadata.get("role")), r.score - rank * 1e-9,
-                   (when, mid if isinstance(mid, int) else 0, 0), r)
+                   (when, anchor, mid), r)
 
     def partner(self) -> _RenderedMemory | None:
         """The turn this message answers or was answered by (from its metadata), or None."""
@@ -757,11 +763,12 @@ class _RenderedMemory:
         if not isinstance(p, Mapping) or not isinstance(p.get("content"), str) or not p["content"].strip():
             return None
         mid = p.get("message_id")
-        own = self.order[1]
-        after = 1 if not isinstance(mid, int) or mid > own else -1
+        own = self.order[2]
+        position = mid if isinstance(mid, int) else own + 1
         day = _day(p.get("created_at")) or _day(self.result.created_at)
         return _RenderedMemory(f"{self.id}:partner", p["content"], _prefix(day, p.get("role")),
-                               self.score * PARTNER_SHARE, (self.order[0], own, after), self.result, self.id)
+                               self.score * PARTNER_SHARE, (self.order[0], self.order[1], position), self.result,
+                               self.id)
 
     def item(self) -> dict[str, Any]:
         """The tier-contract item."""

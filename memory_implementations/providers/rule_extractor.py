@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .interfaces import USER_ENTITY, ExtractedEntity, ExtractedRelationship, Extraction
@@ -32,8 +32,7 @@ COUNTRIES = frozenset(
     "connecticut,delaware,georgia,hawaii,idaho,illinois,indiana,iowa,kansas,kentucky,louisiana,maine,maryland,"
     "massachusetts,michigan,minnesota,mississippi,missouri,montana,nebraska,nevada,new hampshire,new jersey,"
     "new mexico,north carolina,north dakota,ohio,oklahoma,oregon,pennsylvania,rhode island,south carolina,"
-    "south dakota,tennessee,texas,utah,vermont,virginia,west virginia,wisconsin,wyoming,california,florida"
-    .split(",")
+    "south dakota,tennessee,texas,utah,vermont,virginia,west virginia,wisconsin,wyoming,california,florida".split(",")
 )
 ORGANIZATIONS = frozenset(
     "google,alphabet,microsoft,apple,amazon,meta,facebook,netflix,openai,anthropic,ibm,intel,nvidia,oracle,"
@@ -104,9 +103,13 @@ NOT_JOBS = frozenset(
     "winner sucker number".split()
 )
 MONTHS = frozenset("january february march april may june july august september october november december".split())
-SENTENCE_STARTERS = STOPWORDS | MONTHS | frozenset(
-    "hi hello hey thanks please sorry yesterday today tomorrow tonight also actually maybe yes no so well "
-    "monday tuesday wednesday thursday friday saturday sunday ok okay what why how when where who dear".split()
+SENTENCE_STARTERS = (
+    STOPWORDS
+    | MONTHS
+    | frozenset(
+        "hi hello hey thanks please sorry yesterday today tomorrow tonight also actually maybe yes no so well "
+        "monday tuesday wednesday thursday friday saturday sunday ok okay what why how when where who dear".split()
+    )
 )
 #: Capitalised words that are never an entity (or part of one) on their own: pronouns and indefinites,
 #: greetings and interjections, discourse words, imperatives that open assistant sentences and list items,
@@ -123,7 +126,8 @@ NOT_ENTITIES = SENTENCE_STARTERS | frozenset(
     "fortunately hopefully finally first second third fourth last next now later soon sometimes often never "
     "always however though although because since unless until while whether "
     "note important tip tips step steps option options pros cons summary example bonus warning update edit ps "
-    "ingredients instructions question answer goal goals plan "
+    "ingredients instructions question answer goal goals plan one ones thing things stuff "
+    "chapter section page part conclusion general particular addition short fact brief total contrast "
     "try visit walk have make take let check consider use add open tap turn go get keep start stop mix knead stay "
     "move list set ask call pick choose avoid look see find read write focus drink eat practice remember imagine "
     "tell give bring put run share feel think enjoy hope love like need want thanks sorry "
@@ -138,6 +142,17 @@ NOT_ENTITIES = SENTENCE_STARTERS | frozenset(
 VERB_NAMES = frozenset({"mark", "grace", "will", "bill", "may", "june", "april"})
 #: Upper-case words kept out although acronyms are otherwise proper nouns ("US", "UCLA").
 ACRONYM_STOP = frozenset("i ok lol omg btw tbh fyi asap imo ps am pm it tv diy faq".split())
+#: Concepts after one of these within three words ("I love cooking and baking").
+LIKE_CUES = frozenset("love loves loved like likes enjoy enjoys prefer prefers hate hates into".split())
+PRONOUNS = frozenset("i me you he him she her it we us they them this that these those myself yourself".split())
+NAME_STOP = NOT_ENTITIES - MONTHS  # "April is my roommate", "June and I"
+CONNECTORS = frozenset({"of", "de", "del", "la", "the", "&", "for"})
+TITLES = frozenset({"mr", "mrs", "ms", "dr", "prof"})
+#: Lower-case place names also used as words ("in turkey", "us"): only capitalised.
+AMBIGUOUS_PLACES = frozenset({"turkey", "china", "chile", "us", "georgia", "jordan", "nice", "reading", "mobile"})
+MAX_WORDS = 6
+_POSSESSIVE = re.compile(r"['\u2019]s$")
+_CONTRACTION = re.compile(r"['\u2019](?:ve|re|ll|d|m)$|n['\u2019]t$")
 #: "to X" is a place only after these ("talk to Priyanka" is not).
 TO_PLACE_VERBS = frozenset(
     "go goes going gone went move moves moved moving fly flies flying flew travel travels travelled traveled "
@@ -157,9 +172,23 @@ NAMED_NOUNS = {
         "agency brand charity nonprofit church studio label publisher".split(),
         "organization",
     ),
-    **dict.fromkeys("town city village place neighborhood neighbourhood street island lake river park".split(), "location"),
-    **dict.fromkeys("book novel app show podcast game movie film song album series course project tool".split(), "concept"),
+    **dict.fromkeys(
+        "town city village place neighborhood neighbourhood street island lake river park".split(), "location"
+    ),
+    **dict.fromkeys(
+        "book novel app show podcast game movie film song album series course project tool".split(), "concept"
+    ),
     **dict.fromkeys("guy girl man woman kid boy lady dude person".split(), "person"),
+}
+#: The word before a capitalised span that types it ("in X" a place, "at X" an organisation, "met X" a person).
+CUES = {
+    **dict.fromkeys("in to from near visit visiting visited around across along outside".split(), "location"),
+    **dict.fromkeys("at joined join".split(), "organization"),
+    **dict.fromkeys(
+        "met meet meeting told tell asked ask call called texted emailed mr ms mrs dr uncle aunt auntie grandma "
+        "grandpa granny nana".split(),
+        "person",
+    ),
 }
 
 _CAP = r"(?:(?:St|Mt|Dr|Mr|Mrs|Ms)\.|[A-Z][\w'\u2019&-]*)"
@@ -185,7 +214,7 @@ class _Builder:
 
     def entity(self, entity_name: str, kind: str, /, **attributes: object) -> ExtractedEntity | None:
         name = _clean(entity_name)
-        if not name or kind not in self.allowed:
+        if not name or kind not in self.allowed or _noise(name):
             return None
         entity = self.entities.get(name.lower())
         if entity is None:
@@ -213,6 +242,23 @@ class _Builder:
         return Extraction(entities=list(self.entities.values()), relationships=self.relationships)
 
 
+def _noise(name: str) -> bool:
+    """True for what is never an entity name: pronouns, contractions, common words, long fragments."""
+    words = name.lower().replace("\u2019", "'").split()
+    if not words or len(words) > MAX_WORDS:
+        return True
+    bases = [_POSSESSIVE.sub("", w) for w in words]
+    return all(w in NAME_STOP or w in CONNECTORS for w in bases) or any(_CONTRACTION.search(w) for w in words)
+
+
+def _is_stop(word: str) -> bool:
+    """A capitalised word that ends a candidate span (and is never part of an entity name)."""
+    low = word.lower().replace("\u2019", "'")
+    if word.isupper() and len(word) > 1:  # acronyms ("US", "UCLA") unless chat shorthand ("OK", "LOL")
+        return low in ACRONYM_STOP
+    return low in NOT_ENTITIES or bool(_CONTRACTION.search(low)) or any(c.isdigit() for c in low)
+
+
 def _clean(name: str) -> str:
     name = re.sub(r"^(?:the|The)\s+", "", name.strip(" \t\n.,;:!?\"'()"))
     return re.sub(r"\s+", " ", name)
@@ -225,39 +271,18 @@ def _title(name: str) -> str:
 def classify(span: str, *, before: str = "") -> str | None:
     """Guess the entity type of a capitalised span from gazetteers, suffixes and the preceding word."""
     low = span.lower()
-    last = low.split()[-1]
+    words = low.split()
     if low in CITIES or low in COUNTRIES:
         return "location"
-    if low in ORGANIZATIONS or last in ORG_SUFFIXES or low.startswith("university of"):
+    if low in ORGANIZATIONS or words[-1] in ORG_SUFFIXES or low.startswith("university of"):
         return "organization"
-    if low in CONCEPTS:
+    if (low in CONCEPTS and low not in COMMON_CONCEPTS) or low in PRODUCTS:
         return "concept"
-    if low.split()[0] in FIRST_NAMES:
+    if low in LANGUAGES or low in NOT_ENTITIES:
+        return None
+    if words[0] in FIRST_NAMES or words[0].rstrip(".") in TITLES:
         return "person"
-    prev = before.lower()
-    if prev in {"in", "to", "from", "near", "visit", "visiting", "visited"}:
-        return "location"
-    if prev in {"at", "for", "joined", "join"}:
-        return "organization"
-    if prev in {
-        "with",
-        "met",
-        "meet",
-        "meeting",
-        "told",
-        "tell",
-        "asked",
-        "ask",
-        "call",
-        "called",
-        "and",
-        "mr",
-        "ms",
-        "mrs",
-        "dr",
-    }:
-        return "person"
-    return None
+    return CUES.get(before.lower())
 
 
 def _place(builder: _Builder, span: str) -> ExtractedEntity | None:
@@ -267,7 +292,7 @@ def _place(builder: _Builder, span: str) -> ExtractedEntity | None:
 
 def _set_name(b: _Builder, m: re.Match[str]) -> None:
     name = _title(m.group("name"))
-    if name.split()[0].lower() in SENTENCE_STARTERS:
+    if name.split()[0].lower() in NOT_ENTITIES or _noise(name):
         return
     user = b.user(name=name)
     if user is not None and name not in user.aliases:
@@ -288,8 +313,14 @@ def _set_job(b: _Builder, m: re.Match[str]) -> None:
 
 
 def _works_at(b: _Builder, m: re.Match[str]) -> None:
-    org = b.entity(m.group("org"), "organization")
-    b.relate(b.user(employer=_clean(m.group("org"))), org, "works_at")
+    name = _clean(m.group("org"))
+    if name[:1].islower():  # "i work at google": a known company only ("at home", "for a startup" are not)
+        if name not in ORGANIZATIONS:
+            return
+        name = name.capitalize()
+    if _noise(name):
+        return
+    b.relate(b.user(employer=name), b.entity(name, "organization"), "works_at")
 
 
 def _lives_in(b: _Builder, m: re.Match[str]) -> None:
@@ -309,14 +340,23 @@ def _from(b: _Builder, m: re.Match[str]) -> None:
 
 def _relation(b: _Builder, m: re.Match[str]) -> None:
     role = m.group("role").lower().replace(" ", "_").replace("-", "_")
-    person = b.entity(m.group("person"), "person", relation=role)
+    name = _clean(m.group("person"))
+    if name[:1].islower():  # "my sister ana": a known first name only ("my friend from work" is not)
+        if name not in FIRST_NAMES:
+            return
+        name = name.capitalize()
+    if name.lower() in b.ignored:
+        return
+    person = b.entity(name, "person", relation=role)
+    if person is None:
+        return
     b.relate(b.user(), person, f"has_{role}")
     b.relate(b.user(), person, "knows")
 
 
 def _pet(b: _Builder, m: re.Match[str]) -> None:
     name, species = _clean(m.group("pet")), m.group("species").lower()
-    if not name or name.split()[0].lower() in SENTENCE_STARTERS:
+    if not name or name.split()[0].lower() in SENTENCE_STARTERS or _noise(name):
         return
     user = b.user(**{species.replace(" ", "_"): name})  # "dog": "Biscuit" (a new dog supersedes the old)
     kind = next((t for t in PET_TYPES if t in b.allowed), None)
@@ -329,7 +369,11 @@ def _pet(b: _Builder, m: re.Match[str]) -> None:
 def _preference(b: _Builder, m: re.Match[str]) -> None:
     verb = m.group("verb").lower()
     thing = _clean(m.group("thing")).lower()
-    if not thing or thing in STOPWORDS:
+    words = thing.split()
+    # a short noun phrase ("tea", "rock climbing"), not a clause ("that it teaches me", "the way you explain")
+    if not 0 < len(words) <= 3 or words[0] in NOT_ENTITIES or words[-1] in NOT_ENTITIES or _noise(thing):
+        return
+    if any(w in PRONOUNS for w in words):
         return
     negative = verb in {"hate", "dislike", "can't stand", "cannot stand"}
     user = b.user(**{"dislikes" if negative else "prefers": thing})
@@ -340,14 +384,38 @@ def _preference(b: _Builder, m: re.Match[str]) -> None:
 
 def _third_person(kind: str, target_type: str) -> Callable[[_Builder, re.Match[str]], None]:
     def apply(b: _Builder, m: re.Match[str]) -> None:
-        person_name = m.group("person")
-        if person_name.split()[0].lower() in SENTENCE_STARTERS:
+        person_name, target_name = _clean(m.group("person")), _clean(m.group("target"))
+        if person_name.split()[0].lower() in NOT_ENTITIES or classify(person_name) not in (None, "person"):
             return
         person = b.entity(person_name, "person")
-        target = b.entity(m.group("target"), classify(m.group("target"), before="in") or target_type)
+        target = b.entity(target_name, classify(target_name) or target_type)
         b.relate(person, target, kind)
 
     return apply
+
+
+def _and_i(b: _Builder, m: re.Match[str]) -> None:
+    name = _clean(m.group("person"))  # "Marcus and I", "June and I"
+    if name.lower() not in NAME_STOP and name.lower() not in b.known_names() and classify(name) in (None, "person"):
+        b.entity(name, "person")
+
+
+def _named(b: _Builder, m: re.Match[str]) -> None:
+    name = _clean(m.group("name"))  # "a bakery called Flour Power": typed by the noun, else left alone
+    kind = NAMED_NOUNS.get(m.group("noun").lower())
+    if kind is None or name.lower() in b.ignored:
+        b.ignored.add(name.lower())
+    else:
+        b.entity(name, kind)
+
+
+def _language(b: _Builder, m: re.Match[str]) -> None:
+    if m.group("lang").lower() in LANGUAGES:
+        b.entity(m.group("lang").capitalize(), "concept")
+
+
+def _lower_place(b: _Builder, m: re.Match[str]) -> None:
+    b.entity(_title(m.group("place")), "location")  # "we moved to denver"
 
 
 _THING = r"(?P<thing>[\w'\u2019 -]{2,40}?)(?=\s+(?:over|to|than|because|but|and|when|if)\b|[.,;!?]|$)"
@@ -356,11 +424,15 @@ RULES: tuple[_Rule, ...] = tuple(
     for p, flags, fn in (
         (rf"\b(?i:my name(?:'s| is))\s+(?P<name>{_NAME})", 0, _set_name),
         (rf"\b(?i:call me|i go by)\s+(?P<name>{_NAME})", 0, _set_name),
-        (rf"{_I}(?:'m| am)\s+(?P<name>[A-Z][a-z]+)(?=[,.!]|\s+(?:and|from|here)\b)", 0, _set_name),
+        (rf"{_I}(?:'m| am)\s+(?P<name>[A-Z][a-z]+)(?=[,.!]|\s*$|\s+(?:and|from|here|btw|by the way)\b)", 0, _set_name),
         (rf"{_I}\s+(?:work|am working|'m working)\s+as\s+(?:an?\s+)?(?P<job>[a-zA-Z]+(?:\s+[a-zA-Z]+)?)", 0, _set_job),
         (rf"{_I}(?:'m| am)\s+(?:an?)\s+(?P<job>[a-z]+(?:\s+[a-z]+)?)(?=[\s.,!;]|$)", 0, _set_job),
         (r"\b(?i:my job is)\s+(?:an?\s+)?(?P<job>[a-z]+(?:\s+[a-z]+)?)", 0, _set_job),
-        (rf"{_I}\s+(?:work|worked|am working|'m working|just started)\s+(?:at|for)\s+(?P<org>{_SPAN})", 0, _works_at),
+        (
+            rf"{_I}\s+(?:work|worked|am working|'m working|just started)\s+(?:at|for)\s+(?P<org>{_SPAN}|[a-z]+)",
+            0,
+            _works_at,
+        ),
         (rf"{_I}\s+(?:joined)\s+(?P<org>{_SPAN})", 0, _works_at),
         (rf"{_I}\s+work\s+as\s+(?:an?\s+)?[a-z]+(?:\s+[a-z]+)?\s+(?:at|for)\s+(?P<org>{_SPAN})", 0, _works_at),
         (rf"{_I}\s+(?:live|am living|'m living|reside|stay)\s+in\s+(?P<place>{_SPAN})", 0, _lives_in),
@@ -371,15 +443,39 @@ RULES: tuple[_Rule, ...] = tuple(
             _moved_to,
         ),
         (rf"{_I}(?:'m| am)\s+(?:originally\s+)?from\s+(?P<place>{_SPAN})", 0, _from),
-        (rf"\b(?i:my)\s+(?P<species>{PETS})(?:'s name is|,| is called| is named| named| called|)\s+"
-         rf"(?P<pet>{_CAP})", 0, _pet),
+        (
+            rf"\b(?i:my)\s+(?P<species>{PETS})(?:'s name is|,| is called| is named| named| called|)\s+"
+            rf"(?P<pet>{_CAP})",
+            0,
+            _pet,
+        ),
         (rf"\b(?P<pet>{_CAP})\s+is\s+my\s+(?P<species>{PETS})\b", 0, _pet),
-        (rf"\b(?P<person>{_CAP}(?:[ \t]+{_CAP})?)\s+is\s+my\s+(?P<role>{RELATIONS})\b", 0, _relation),
+        (rf"\b(?P<person>{_CAP}(?:[ \t]+{_CAP})?)\s+is\s+my\s+(?P<role>{RELATIONS})\b(?!['\u2019])", 0, _relation),
         (
             rf"\b(?i:my)\s+(?P<role>{RELATIONS})(?:'s name is|,| is called| named| called|)\s+"
-            rf"(?P<person>{_CAP}(?:[ \t]+{_CAP})?)",
+            rf"(?P<person>{_CAP}(?:[ \t]+{_CAP})?|[a-z]+\b)",
             0,
             _relation,
+        ),
+        (rf"(?<![Tt]he )\b(?P<person>{_CAP})\s+and\s+I\b", 0, _and_i),
+        (rf"\b(?:Me|me)\s+and\s+(?P<person>{_CAP})\b", 0, _and_i),
+        (
+            rf"\b(?i:an?|the|my|our|their|his|her|this)\s+(?P<noun>[a-zé]+)\s+(?:called|named)\s+(?P<name>{_SPAN})",
+            0,
+            _named,
+        ),
+        (
+            r"\b(?i:learn|learning|learned|learnt|speak|speaks|speaking|study|studying|studied|practi[cs]e|"
+            r"practi[cs]ing|fluent in|lessons in|classes in)\s+(?P<lang>[A-Za-z]+)\b",
+            0,
+            _language,
+        ),
+        (
+            r"\b(?:in|to|from|near|visit|visiting|visited)\s+(?P<place>"
+            + "|".join(sorted((CITIES | COUNTRIES) - AMBIGUOUS_PLACES, key=len, reverse=True))
+            + r")\b",
+            0,
+            _lower_place,
         ),
         (
             rf"{_I}\s+(?:really\s+|much\s+)?"
@@ -388,19 +484,66 @@ RULES: tuple[_Rule, ...] = tuple(
             _preference,
         ),
         (
-            rf"\b(?P<person>{_CAP}(?:[ \t]+{_CAP})?)\s+(?:works|worked)\s+(?:at|for)\s+(?P<target>{_SPAN})",
+            rf"\b(?P<person>{_CAP}(?:[ \t]+{_CAP})?)\s+(?:works|worked)\s+(?:at|for)\s+(?:the\s+)?(?P<target>{_SPAN})",
             0,
             _third_person("works_at", "organization"),
         ),
         (
-            rf"\b(?P<person>{_CAP}(?:[ \t]+{_CAP})?)\s+(?:lives|lived)\s+in\s+(?P<target>{_SPAN})",
+            rf"\b(?P<person>{_CAP}(?:[ \t]+{_CAP})?)\s+(?:lives|lived)\s+in\s+(?:the\s+)?(?P<target>{_SPAN})",
             0,
             _third_person("lives_in", "location"),
         ),
     )
 )
 _CAP_SPAN = re.compile(rf"\b{_SPAN}")
-_PREV_WORD = re.compile(r"([A-Za-z]+)\W*$")
+_TOKEN = re.compile(r"\S+")
+#: The two words before a position on the same line (skipping "the"): "visit the |Louvre" -> visit.
+_BEFORE = re.compile(r"(?:([\w'\u2019]+)[ \t]+)?(?!the\b)([\w'\u2019]+)[ \t]+(?:the[ \t]+)?$", re.IGNORECASE)
+_SENTENCE_START = re.compile(r"(?:^|[.!?:\n])[^\w]*$")
+_COORDINATED = re.compile(r",?[ \t]+(?:and|or|&)[ \t]+|,[ \t]*")
+_CONCEPT = re.compile(
+    r"\b(?:" + "|".join(re.escape(c) for c in sorted(CONCEPTS - CASED_CONCEPTS, key=len, reverse=True)) + r")\b"
+)
+
+
+def _cue(text: str, pos: int) -> str:
+    """The word typing the span at ``pos`` ("in", "met" ...), or "" (none, or "to"/"from" used otherwise)."""
+    match = _BEFORE.search(text, max(0, pos - 80), pos)
+    if match is None:
+        return ""
+    before, word = match.group(1) or "", match.group(2).lower()
+    if word == "to" and before.lower() not in TO_PLACE_VERBS:
+        return ""  # "talk to Priyanka"
+    if word == "from" and (
+        before.lower() in FROM_NOT_PLACE or (before[:1].isupper() and before.lower() not in NOT_ENTITIES)
+    ):
+        return ""  # "an email from Priyanka", "Raj from Stripe"
+    return word
+
+
+def _candidates(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, name) of capitalised runs, split at pronouns, contractions and common words."""
+    for match in _CAP_SPAN.finditer(text):
+        run: list[tuple[int, int, str]] = []
+        for tok in _TOKEN.finditer(match.group(0)):
+            word = tok.group(0)
+            base = _POSSESSIVE.sub("", word)
+            stop = word not in CONNECTORS and _is_stop(base)
+            if not stop:
+                run.append((match.start() + tok.start(), match.start() + tok.start() + len(base), base))
+            if stop or base != word:  # a possessive ends the name: "Taylor Swift's"
+                yield from _trimmed(run)
+                run = []
+        yield from _trimmed(run)
+
+
+def _trimmed(run: list[tuple[int, int, str]]) -> Iterator[tuple[int, int, str]]:
+    while run and run[0][2] in CONNECTORS:
+        run = run[1:]
+    while run and run[-1][2] in CONNECTORS:
+        run = run[:-1]
+    if run and len(run) <= MAX_WORDS:
+        yield run[0][0], run[-1][1], " ".join(w for _, _, w in run)
 
 
 class RuleBasedEntityExtractor:
@@ -432,27 +575,30 @@ class RuleBasedEntityExtractor:
 
     @staticmethod
     def _spans(builder: _Builder, text: str) -> None:
-        for match in _CAP_SPAN.finditer(text):
-            span = _clean(match.group(0))
-            words = span.split()
-            while words and words[0].lower() in SENTENCE_STARTERS:  # "The", "Yesterday", "I" ...
-                words = words[1:]
-            if not words or words == ["I"]:
-                continue
-            span = " ".join(words)
+        last_end, last_kind = -1, None
+        for start, end, span in _candidates(text):
             if span.lower() in builder.known_names():
                 continue
-            prev = _PREV_WORD.search(text[: match.start()])
-            kind = classify(span, before=prev.group(1) if prev else "")
-            if kind is not None:
-                builder.entity(span, kind)
+            if span.lower() in VERB_NAMES and _SENTENCE_START.search(text, max(0, start - 20), start):
+                continue  # "Mark it as done."
+            kind = classify(span, before=_cue(text, start))
+            if kind is None and last_kind is not None and _COORDINATED.fullmatch(text, last_end, start):
+                kind = last_kind  # "in Austin, Boulder and Reno"
+            if kind is not None and builder.entity(span, kind) is not None:
+                last_end, last_kind = end, kind
 
     @staticmethod
     def _concepts(builder: _Builder, text: str) -> None:
         low = text.lower()
-        for concept in CONCEPTS:
-            if re.search(rf"\b{re.escape(concept)}\b", low) and concept not in builder.entities:
-                builder.entity(concept, "concept")
+        for match in _CONCEPT.finditer(low):
+            concept = match.group(0)
+            if concept in builder.entities:
+                continue
+            if concept in COMMON_CONCEPTS:  # "I love cooking", "go running"; not "running late", "my coffee"
+                before = re.findall(r"[a-z']+", low[max(0, match.start() - 40) : match.start()])[-3:]
+                if not (before and before[-1] in CONCEPT_CUES) and not LIKE_CUES.intersection(before):
+                    continue
+            builder.entity(concept, "concept")
 
     @staticmethod
     def _known(builder: _Builder, text: str, known_entities: Sequence[str]) -> None:
