@@ -40,6 +40,7 @@ from .config import MemoryConfig
 from .context import ComprehensiveContext
 from .errors import BackendUnavailable, ConfigError, ValidationError
 from .indexing import turn_index_items
+from .providers.interfaces import USER_ENTITY
 from .stores import Stores
 from .tokens import get_tokenizer
 from .types import ContextRequest, HealthState, HealthStatus, MemoryContext, MemoryType, Message, Stopwatch
@@ -81,6 +82,8 @@ SESSION_TIERS = CONVERSATION_TIERS
 #: Share of the vector tier's deadline it may spend waiting for entity steering.
 STEERING_SHARE = 0.4
 HEALTH_TIMEOUT_S = 5.0
+#: A question about the speaker themself.
+FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've|i'd|i'll|we|our|us)\b", re.IGNORECASE)
 
 
 def _tier_class(memory_type: MemoryType) -> type[BaseMemory]:
@@ -97,11 +100,16 @@ def _tier_class(memory_type: MemoryType) -> type[BaseMemory]:
 
 
 def relevant_entities(
-    entities: list[dict[str, Any]], items_by_section: Mapping[str, list[dict[str, Any]]], *, top: int = 12
+    entities: list[dict[str, Any]],
+    items_by_section: Mapping[str, list[dict[str, Any]]],
+    *,
+    query: str = "",
+    top: int = 12,
 ) -> list[dict[str, Any]]:
     """The entity items that earn their place: named in the query, or named in what was retrieved for it.
 
     "Retrieved" is the ``top`` best-scored long-term memories and every item of the other sections.
+    The speaker's own entity (``User``) is named by a question in the first person ("where do I live?").
     An entity is never listed just because it is important to the user: if neither the question nor
     what answers it mentions it, it costs tokens and tells the model nothing about this turn.
     """
@@ -114,12 +122,13 @@ def relevant_entities(
             chosen = sorted(items, key=lambda i: -float(i.get("score") or 0.0))[:top]
         texts += [str(item.get("content") or "") for item in chosen]
     haystack = " \n ".join(texts).casefold()
+    first_person = FIRST_PERSON.search(query) is not None
     kept: list[dict[str, Any]] = []
     for item in entities:
-        if item.get("matched"):
+        entity = item.get("entity")
+        if item.get("matched") or (first_person and isinstance(entity, Mapping) and entity.get("name") == USER_ENTITY):
             kept.append(item)
             continue
-        entity = item.get("entity")
         names = [entity.get("name"), *entity.get("aliases", [])] if isinstance(entity, Mapping) else []
         if any(isinstance(n, str) and n.strip() and _mentions(haystack, n.casefold()) for n in names):
             kept.append(item)
@@ -380,7 +389,9 @@ class MemoryOrchestrator:
                 if mt.value not in tiers_by_section[section]:
                     tiers_by_section[section].append(mt.value)
         if "entities" in items_by_section:
-            items_by_section["entities"] = relevant_entities(items_by_section["entities"], items_by_section)
+            items_by_section["entities"] = relevant_entities(
+                items_by_section["entities"], items_by_section, query=req.query
+            )
         watch = Stopwatch()
         ctx = compose(
             items_by_section,
@@ -627,7 +638,7 @@ class MemoryOrchestrator:
 
             async def extract_entities() -> None:
                 await process(user.content, user_id=user.user_id, session_id=user.session_id, role="user",
-                              source_message_id=message_id)
+                              source_message_id=message_id, observed_at=user.created_at)
 
             stores.worker.submit(extract_entities, name="entity_extraction")
             scheduled.append("entity_extraction")

@@ -211,3 +211,24 @@ async def test_unrelated_entities_stay_out_of_the_context(orch: MemoryOrchestrat
         query="Where does Maria work?", session_id=f"{sid}-q", user_id=uid, max_total_tokens=2000))
     names = [i["entity"]["name"] for i in ctx.sections["entities"].items]
     assert "Maria" in names and "Tom" not in names
+
+
+# 6. current facts win -----------------------------------------------------------------------------
+async def test_a_changed_fact_shows_the_current_value_first(orch: MemoryOrchestrator, uid: str, sid: str) -> None:
+    await orch.store_turn(sid, uid, "I live in Chicago with my two cats.", "Chicago is a great city!",
+                          created_at=START)
+    await orch.store_turn(f"{sid}-2", uid, "I'm thinking of moving to Denver next spring.", "Exciting plan!",
+                          created_at=START + timedelta(days=30))
+    await orch.store_turn(f"{sid}-3", uid, "We moved to Denver in March, I live in Denver now.",
+                          "Welcome to Colorado!", created_at=START + timedelta(days=120))
+    await orch.flush()
+    ctx = await orch.get_comprehensive_context(ContextRequest(
+        query="Where do I live now?", session_id=f"{sid}-q", user_id=uid, max_total_tokens=1000))
+    lines = ctx.sections["vector_search"].contents
+    moved = next(i for i, c in enumerate(lines) if c.startswith("We moved to Denver"))
+    chicago = next(i for i, c in enumerate(lines) if c.startswith("I live in Chicago"))
+    assert moved < chicago  # newest first
+    text = ctx.text
+    assert text.index("[2025-07-12] User: We moved to Denver") < text.index("[2025-03-14] User: I live in Chicago")
+    user_line = next((c for c in ctx.sections["entities"].contents if c.startswith("User")), "")
+    assert "city=Denver (since 2025-07-12, earlier Chicago)" in user_line

@@ -26,7 +26,7 @@ from ..providers.interfaces import USER_ENTITY, EntityExtractor, Extraction
 from ..stores import Stores
 from ..types import ROLES, ContextRequest, MemoryContext, MemoryType, Message, Stopwatch, StoredRef
 from ._provider_key import provider_key
-from .entity_store import EntityStore, UpsertResult, attribute_key, flat_attributes
+from .entity_store import EntityStore, UpsertResult, attr_value, attribute_key, flat_attributes
 from .names import content_tokens, normalize_name, query_ngrams
 
 DEFAULT_HALF_LIFE_DAYS = 14.0
@@ -536,7 +536,11 @@ class EntityMemory(BaseMemory):
     @staticmethod
     def _entities(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Entities from :meth:`EntityStore.context_rows` rows (aliases and relationships already attached)."""
-        return [_entity(r, list(r["aliases"] or []), list(r["relationships"] or [])) for r in rows]
+        out = [_entity(r, list(r["aliases"] or []), list(r["relationships"] or [])) for r in rows]
+        for entity, r in zip(out, rows, strict=True):
+            earlier = {k: attr_value(v) for k, v in (r.get("earlier") or {}).items()}
+            entity["earlier_attributes"] = {k: v for k, v in earlier.items() if entity["attributes"].get(k) != v}
+        return out
 
 
 def _entity(r: Mapping[str, Any], aliases: list[str], rels: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -577,11 +581,23 @@ def _entity(r: Mapping[str, Any], aliases: list[str], rels: list[dict[str, Any]]
 
 
 def render_entity(entity: Mapping[str, Any], *, max_relationships: int = 6) -> str:
-    """One compact line: ``Ana (person): job=nurse; city=Dallas; works_at Mercy Hospital``."""
+    """One compact line: ``Ana (person): job=nurse; city=Dallas (since 2026-03-02, earlier Chicago); works_at Mercy``.
+
+    An attribute whose value changed shows the current value first, then when it changed and the value
+    it replaced, so the model answers with the current fact.
+    """
     head = f"{entity['name']} ({entity['type']}"
     aliases = [a for a in entity.get("aliases", []) if a != entity["name"]]
     head += f", aka {', '.join(aliases[:3])})" if aliases else ")"
-    parts = [f"{k}={v}" for k, v in entity.get("attributes", {}).items()]
+    earlier = entity.get("earlier_attributes") or {}
+    since = entity.get("attribute_since") or {}
+    parts = []
+    for k, v in entity.get("attributes", {}).items():
+        if k in earlier:
+            day = str(since.get(k) or "")[:10]
+            parts.append(f"{k}={v} ({'since ' + day + ', ' if day else ''}earlier {earlier[k]})")
+        else:
+            parts.append(f"{k}={v}")
     for rel in entity.get("relationships", [])[:max_relationships]:
         parts.append(
             f"{rel['type']} {rel['other']}" if rel["direction"] == "out" else f"{rel['other']} {rel['type']} it"

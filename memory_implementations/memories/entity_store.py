@@ -583,7 +583,11 @@ SELECT {_ENTITY_COLS}, p.score, p.grp,
                     WHERE r0.user_id = %(u)s AND (r0.source_entity_id = e.id OR r0.target_entity_id = e.id)
                     ORDER BY r0.weight DESC, r0.updated_at DESC LIMIT %(rlim)s) r
               JOIN memory_entities s ON s.id = r.source_entity_id
-              JOIN memory_entities t ON t.id = r.target_entity_id), '[]'::json) AS relationships
+              JOIN memory_entities t ON t.id = r.target_entity_id), '[]'::json) AS relationships,
+    coalesce((SELECT json_object_agg(h.attribute, h.value)
+              FROM (SELECT DISTINCT ON (h0.attribute) h0.attribute, h0.value
+                    FROM memory_entity_attribute_history h0 WHERE h0.user_id = %(u)s AND h0.entity_id = e.id
+                    ORDER BY h0.attribute, h0.superseded_at DESC, h0.id DESC) h), '{{}}'::json) AS earlier
 FROM picked p JOIN memory_entities e ON e.id = p.id
 ORDER BY p.grp, p.rk
 """
