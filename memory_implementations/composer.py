@@ -316,7 +316,9 @@ class Candidate:
     overhead: int
     truncated: bool = False
     _norm: str | None = None
-    prefix: str = ""  # rendered before the content (a memory's date and speaker); counted in ``overhead``
+    prefix: str = ""  # rendered before the content (a memory's speaker); counted in ``overhead``
+    group: str = ""  # a sub-heading shared by consecutive items (a memory's date), rendered once per run
+    group_cost: int = 0  # tokens of the group's line
 
     @property
     def cost(self) -> int:
@@ -368,6 +370,7 @@ def build_candidates(
         else:
             ctoks = counter.count(content)
         prefix = str(item.get("prefix") or "") if section != CONVERSATION else ""
+        group = str(item.get("group") or "") if section != CONVERSATION else ""
         out.append(
             Candidate(
                 section=section,
@@ -379,6 +382,8 @@ def build_candidates(
                 content_tokens=ctoks,
                 overhead=counter.line_overhead(section, role) + (counter.count(prefix) if prefix else 0),
                 prefix=prefix,
+                group=group,
+                group_cost=counter.count(group) + 1 if group else 0,
             )
         )
     return out
@@ -458,7 +463,9 @@ class _Plan:
 
     @property
     def used(self) -> int:
-        return (self.header + sum(c.cost for c in self.selected)) if self.selected else 0
+        if not self.selected:
+            return 0
+        return self.header + sum(c.cost for c in self.selected) + _group_costs(self.selected)
 
     @property
     def spent(self) -> int:
@@ -472,23 +479,35 @@ class _Plan:
     def cost_with_next(self) -> int:
         nxt = self.next
         assert nxt is not None
-        return self.used + nxt.cost + (0 if self.selected else self.header)
+        return self.used + nxt.cost + self._new_group_cost(nxt) + (0 if self.selected else self.header)
+
+    def _new_group_cost(self, cand: Candidate) -> int:
+        """What ``cand``'s group line adds when it joins the selection (0: no group, or already shown)."""
+        if not cand.group or any(c.group == cand.group for c in self.selected):
+            return 0
+        return cand.group_cost
 
     def residual(self) -> int:
         rest = self.candidates[len(self.selected) :]
-        return sum(c.cost for c in rest) + (0 if self.selected else self.header)
+        shown = {c.group for c in self.selected}
+        extra = _group_costs([c for c in rest if c.group not in shown])
+        return sum(c.cost for c in rest) + extra + (0 if self.selected else self.header)
 
     def fill(self, limit: int) -> bool:
         added = False
         if not self.truncated:
             selected, candidates = self.selected, self.candidates
             n, used = len(selected), self.used  # (the cost with the next item, without re-summing each time)
+            groups = {c.group for c in selected if c.group}
             while n < len(candidates):
                 nxt = candidates[n]
-                cost = used + nxt.cost + (0 if n else self.header)
+                grouped = nxt.group_cost if nxt.group and nxt.group not in groups else 0
+                cost = used + nxt.cost + grouped + (0 if n else self.header)
                 if cost > limit:
                     break
                 selected.append(nxt)
+                if nxt.group:
+                    groups.add(nxt.group)
                 used, n, added = cost, n + 1, True
         if added:
             self.reserved = 0
@@ -527,7 +546,7 @@ def _truncate_top(plans: list[_Plan], available: int, counter: TokenCounter) -> 
     for p in starving:
         budget = p.reserved + math.floor(leftover * p.weight / total_w)
         top = p.candidates[0]
-        room = budget - p.header - top.overhead
+        room = budget - p.header - top.overhead - top.group_cost
         p.reserved = 0
         if room < MIN_TRUNCATED_TOKENS:
             continue
@@ -553,8 +572,9 @@ def _granularity(p: _Plan) -> int:
         return 0
     if n == 0:
         top = p.candidates[0]
-        return max(top.cost + p.header, p.header + top.overhead + MIN_TRUNCATED_TOKENS) + 1
-    return p.candidates[n].cost + 1
+        return max(top.cost + p.header, p.header + top.overhead + MIN_TRUNCATED_TOKENS) + top.group_cost + 1
+    nxt = p.candidates[n]
+    return nxt.cost + nxt.group_cost + 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,6 +599,32 @@ def _render_key(c: Candidate) -> tuple[int, float]:
     if c.item.get("kind") == "reasoning_step" and isinstance(step, int | float) and not isinstance(step, bool):
         return (1, float(step))
     return (0, float(c.index))
+
+
+def _group_costs(cands: Iterable[Candidate]) -> int:
+    """Tokens of the group lines of ``cands`` (each distinct group once)."""
+    seen: dict[str, int] = {}
+    for c in cands:
+        if c.group:
+            seen[c.group] = c.group_cost
+    return sum(seen.values())
+
+
+def grouped_lines(items: Iterable[tuple[str, str]]) -> list[str]:
+    """``(group, line)`` pairs as lines, each run of one non-empty group under that group's own line."""
+    out: list[str] = []
+    current = ""
+    for group, line in items:
+        if group and group != current:
+            out.append(group)
+        current = group
+        out.append(line)
+    return out
+
+
+def _lines(cands: Sequence[Candidate]) -> list[str]:
+    """Rendered lines of a section's items (grouped, see :func:`grouped_lines`)."""
+    return grouped_lines((c.group, _line(c)) for c in cands)
 
 
 def _line(c: Candidate) -> str:
@@ -622,7 +668,7 @@ def render(plans: Sequence[_Plan], counter: TokenCounter, budget: int | None = N
         if not memory_parts:
             memory_parts.append((PREAMBLE, "\n\n"))
         ordered = sorted(p.selected, key=_render_key)
-        blocks.append(_block(name, [_line(c) for c in ordered], memory_parts))
+        blocks.append(_block(name, _lines(ordered), memory_parts))
     system = "\n\n".join([PREAMBLE, *blocks]) if blocks else ""
     conv_plan = by_name.get(CONVERSATION)
     conv = sorted(conv_plan.selected, key=lambda c: c.index) if conv_plan else []
@@ -717,7 +763,7 @@ def compose(
         ordered = sorted(candidates[s], key=lambda c: (-c.score, c.index))
         header = tc.count(f"## {SECTION_TITLES[s]}") + 2
         plan = _Plan(name=s, weight=max(0.0, w.get(s, 0.0)), header=header, candidates=ordered)
-        plan.demand = header + sum(c.cost for c in ordered) if ordered else 0
+        plan.demand = header + sum(c.cost for c in ordered) + _group_costs(ordered) if ordered else 0
         plan.deduplicated = removed.get(s, 0)
         plans.append(plan)
     has_memory = any(p.candidates and p.weight > 0 for p in plans if p.name != CONVERSATION)
@@ -806,6 +852,7 @@ __all__ = [
     "build_candidates",
     "compose",
     "dedupe",
+    "grouped_lines",
     "near_duplicate",
     "normalize_content",
     "render",

@@ -39,7 +39,7 @@ from .composer import CONVERSATION, SECTION_ORDER, TokenCounter, compose, resolv
 from .config import MemoryConfig
 from .context import ComprehensiveContext
 from .errors import BackendUnavailable, ConfigError, ValidationError
-from .indexing import turn_index_items
+from .indexing import previous_message, turn_index_items
 from .providers.interfaces import USER_ENTITY
 from .stores import Stores
 from .tokens import get_tokenizer
@@ -110,6 +110,7 @@ def relevant_entities(
 
     "Retrieved" is the ``top`` best-scored long-term memories and every item of the other sections.
     The speaker's own entity (``User``) is named by a question in the first person ("where do I live?").
+    A retrieved entity that is a bare name (no attribute, no relationship) adds nothing and is left out.
     An entity is never listed just because it is important to the user: if neither the question nor
     what answers it mentions it, it costs tokens and tells the model nothing about this turn.
     """
@@ -129,7 +130,9 @@ def relevant_entities(
         if item.get("matched") or (first_person and isinstance(entity, Mapping) and entity.get("name") == USER_ENTITY):
             kept.append(item)
             continue
-        names = [entity.get("name"), *entity.get("aliases", [])] if isinstance(entity, Mapping) else []
+        if not isinstance(entity, Mapping) or not (entity.get("attributes") or entity.get("relationships")):
+            continue  # a bare name says nothing the retrieved memories do not
+        names = [entity.get("name"), *entity.get("aliases", [])]
         if any(isinstance(n, str) and n.strip() and _mentions(haystack, n.casefold()) for n in names):
             kept.append(item)
     return kept
@@ -623,10 +626,10 @@ class MemoryOrchestrator:
         ids += [None] * (len(messages) - len(ids))
         vector = self.memories.get(MemoryType.VECTOR_DATABASE)
         if vector is not None:
-            items = turn_index_items(messages, ids)
 
             async def embed_turn() -> None:
-                await vector.store_many(items)  # type: ignore[attr-defined]
+                previous = await previous_message(stores, messages[0], ids[0])
+                await vector.store_many(turn_index_items(messages, ids, previous))  # type: ignore[attr-defined]
 
             stores.worker.submit(embed_turn, name="turn_embedding")
             scheduled.append("turn_embedding")

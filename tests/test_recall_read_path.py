@@ -58,21 +58,51 @@ async def test_both_sides_and_short_messages_are_indexed_with_their_time(
     ]
     assert [r["metadata"]["role"] for r in rows] == ["user", "assistant", "user", "assistant"]
     assert rows[0]["created_at"] == START and rows[3]["created_at"] == START + timedelta(minutes=2)
-    assert rows[1]["metadata"]["partner"]["content"] == "Which city should I pick for the conference?"
+    assert [p["content"] for p in rows[1]["metadata"]["partners"]] == ["Which city should I pick for the conference?"]
     assert isinstance(rows[1]["metadata"]["message_id"], int)
-    assert rows[1]["metadata"]["partner"]["message_id"] == rows[1]["metadata"]["message_id"] - 1
+    assert rows[1]["metadata"]["partners"][0]["message_id"] == rows[1]["metadata"]["message_id"] - 1
 
 
 def test_short_messages_are_embedded_with_their_partner() -> None:
-    q = Message(session_id="s", role="assistant", content="Which colour did you choose for the car?")
-    a = Message(session_id="s", role="user", content="The blue one.")
+    q = Message(session_id="s", role="user", content="Can you suggest a colour for the car?")
+    a = Message(session_id="s", role="assistant", content="Blue.")
     assert len(a.content.split()) < SHORT_MESSAGE_WORDS
     items = turn_index_items([q, a], [7, 8])
     assert "embed_text" not in items[0]
-    assert items[1]["embed_text"] == f"{q.content}\n{a.content}" and items[1]["content"] == "The blue one."
-    assert items[1]["metadata"]["partner"] == {"role": "assistant", "content": q.content, "message_id": 7,
-                                               "created_at": None}
-    assert "partner" not in turn_index_items([a], [8])[0]["metadata"]
+    assert items[1]["embed_text"] == f"{q.content}\n{a.content}" and items[1]["content"] == "Blue."
+    assert items[1]["metadata"]["partners"] == [{"role": "user", "content": q.content, "message_id": 7,
+                                                 "created_at": None}]
+    assert "partners" not in turn_index_items([a], [8])[0]["metadata"]
+
+
+def test_a_user_message_answers_the_previous_assistant_question() -> None:
+    asked = Message(session_id="s", role="assistant", content="Which colour did you go with for the nursery?", id=5)
+    answer = Message(session_id="s", role="user", content="Oh, teal.")
+    reply = Message(session_id="s", role="assistant", content="Lovely, teal is calming.")
+    items = turn_index_items([answer, reply], [7, 8], previous=asked)
+    assert [p["content"] for p in items[0]["metadata"]["partners"]] == [asked.content, reply.content]
+    assert items[0]["embed_text"] == f"{asked.content}\nOh, teal."
+    statement = Message(session_id="s", role="assistant", content="Good night.", id=5)
+    plain = turn_index_items([answer, reply], [7, 8], previous=statement)
+    assert [p["content"] for p in plain[0]["metadata"]["partners"]] == [reply.content]
+
+
+async def test_an_answer_in_the_next_turn_is_found_with_its_question(
+    orch: MemoryOrchestrator, uid: str, sid: str
+) -> None:
+    await orch.store_turn(sid, uid, "We finally painted the nursery this weekend!",
+                          "How exciting! Which colour did you go with for the nursery walls?", created_at=START)
+    await orch.store_turn(sid, uid, "Oh, teal.", "Teal is a calming choice.", created_at=START + timedelta(minutes=1))
+    for i in range(10):
+        await orch.store_turn(sid, uid, f"Unrelated errand number {i}: groceries and the post office.")
+    await orch.flush()
+    ctx = await orch.get_comprehensive_context(ContextRequest(
+        query="What colour are the nursery walls?", session_id=f"{sid}-q", user_id=uid, max_total_tokens=400))
+    text = ctx.text
+    assert "- User: Oh, teal." in text and "Which colour did you go with for the nursery walls?" in text
+    items = ctx.sections["vector_search"].items
+    teal = next(i for i in items if i["content"] == "Oh, teal.")
+    assert all(teal["score"] > i["score"] for i in items if i["content"].startswith("Unrelated errand"))
 
 
 async def test_store_turn_rejects_a_bad_created_at(orch: MemoryOrchestrator, uid: str, sid: str) -> None:
@@ -163,9 +193,11 @@ async def test_a_hit_brings_its_partner_turn_and_its_date(orch: MemoryOrchestrat
         filters={"k": 1}))
     lines = ctx.text.splitlines()
     answer = next(i for i, line in enumerate(lines) if "Remains of the Day" in line)
-    assert lines[answer].startswith("- [2025-03-14] Assistant: Try 'The Remains")
-    assert lines[answer - 1] == "- [2025-03-14] User: Can you recommend a novel for my flight?"  # its question
+    assert lines[answer].startswith("- Assistant: Try 'The Remains")
+    assert lines[answer - 1] == "- User: Can you recommend a novel for my flight?"  # its question
+    assert lines[answer - 2] == "[2025-03-14]"  # the day, once for its lines
     hit, partner = sorted(ctx.sections["vector_search"].items, key=lambda i: i.get("kind") == "partner")
+    assert ctx.sections["vector_search"].contents == [partner["content"], hit["content"]]
     assert (partner["kind"], partner["partner_of"]) == ("partner", hit["id"]) and partner["score"] < hit["score"]
     assert "podcasts" not in ctx.text
 
@@ -188,15 +220,19 @@ async def test_partner_turns_are_the_first_to_go_when_the_budget_is_short(
 
 # 5. entities earn their place ---------------------------------------------------------------------
 def test_relevant_entities_keeps_named_or_retrieved_ones_only() -> None:
-    def ent(name: str, matched: bool = False, aliases: list[str] | None = None) -> dict[str, Any]:
+    def ent(name: str, matched: bool = False, aliases: list[str] | None = None, bare: bool = False) -> dict[str, Any]:
         return {"content": f"{name} (person)", "matched": matched,
-                "entity": {"name": name, "aliases": aliases or []}}
+                "entity": {"name": name, "aliases": aliases or [], "attributes": {} if bare else {"job": "nurse"}}}
 
-    entities = [ent("Ana", matched=True), ent("Raj"), ent("Bo"), ent("Katherine", aliases=["Kate"]), ent("Li")]
-    others = {"vector_search": [{"content": "Raj and I went hiking"}, {"content": "Kate called me"}],
+    entities = [ent("Ana", matched=True), ent("Raj"), ent("Bo"), ent("Katherine", aliases=["Kate"]), ent("Li"),
+                ent("Vera", bare=True), ent("User")]
+    others = {"vector_search": [{"content": "Raj and I went hiking"}, {"content": "Kate called me"},
+                                {"content": "Vera sent photos"}],
               "entities": entities, "recent_conversation": [{"content": "Bonnie is here"}]}
     kept = relevant_entities(entities, others)
-    assert [e["entity"]["name"] for e in kept] == ["Ana", "Raj", "Katherine"]  # "Bo" is not "Bonnie"
+    assert [e["entity"]["name"] for e in kept] == ["Ana", "Raj", "Katherine"]  # "Bo" is not "Bonnie"; Vera is bare
+    asked = relevant_entities(entities, others, query="Where do I live?")
+    assert [e["entity"]["name"] for e in asked] == ["Ana", "Raj", "Katherine", "User"]
 
 
 async def test_unrelated_entities_stay_out_of_the_context(orch: MemoryOrchestrator, uid: str, sid: str) -> None:
@@ -229,6 +265,6 @@ async def test_a_changed_fact_shows_the_current_value_first(orch: MemoryOrchestr
     chicago = next(i for i, c in enumerate(lines) if c.startswith("I live in Chicago"))
     assert moved < chicago  # newest first
     text = ctx.text
-    assert text.index("[2025-07-12] User: We moved to Denver") < text.index("[2025-03-14] User: I live in Chicago")
+    assert text.index("[2025-07-12]\n- User: We moved to Denver") < text.index("[2025-03-14]\n- User: I live in Chicago")
     user_line = next((c for c in ctx.sections["entities"].contents if c.startswith("User")), "")
     assert "city=Denver (since 2025-07-12, earlier Chicago)" in user_line

@@ -23,7 +23,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from ..base import BaseMemory
-from ..composer import normalize_content
+from ..composer import grouped_lines, normalize_content
 from ..errors import BackendUnavailable, Conflict, NotFound, SchemaMismatch, ValidationError
 from ..providers import Embedder, build_embedder
 from ..stores.migrations import embedding_type
@@ -49,7 +49,7 @@ SECTION = "vector_search"
 #: Measured on the recall benchmark's unrelated pairs (local MiniLM: 99th percentile ~0.1).
 NOISE_FLOOR: dict[str, float] = {"semantic": 0.1, "lexical": 0.05, "remote": 0.15}
 #: Weight of the similarity leg in the fusion (the full-text leg has 1).
-DENSE_WEIGHT = 1.5
+DENSE_WEIGHT = 2.5
 #: A context read asks for ``budget // TOKENS_PER_CANDIDATE`` candidates (within MIN/MAX) when no cap is set.
 TOKENS_PER_CANDIDATE = 20
 MIN_BUDGET_K = 5
@@ -488,29 +488,31 @@ class VectorDatabaseMemory(BaseMemory):
         partners: list[_RenderedMemory] = []
         seen = {normalize_content(m.content) for m in lines}
         for m in lines:
-            p = m.partner()
-            if p is not None and normalize_content(p.content) not in seen:
-                seen.add(normalize_content(p.content))
-                partners.append(p)
+            for p in m.partners():
+                if normalize_content(p.content) not in seen:
+                    seen.add(normalize_content(p.content))
+                    partners.append(p)
         header = "Relevant memories:"
         used = tok.count(header)
         kept: list[_RenderedMemory] = []
         truncated = False
+        days: set[str] = set()
         for m in sorted([*lines, *partners], key=lambda m: -m.score):
-            cost = tok.count(m.line) + 1
+            cost = tok.count(m.line) + 1 + (tok.count(m.group) + 1 if m.group and m.group not in days else 0)
             if used + cost > budget:
                 truncated = True
                 continue
             used += cost
+            days.add(m.group)
             kept.append(m)
         if not kept and lines and budget > 0:
-            room = budget - tok.count(f"{header}\n- {lines[0].prefix}")
+            room = budget - tok.count(f"{header}\n{lines[0].group}\n- {lines[0].prefix}")
             cut = tok.truncate(lines[0].content, room) if room > 0 else ""
             if cut:
                 kept = [replace(lines[0], content=cut)]
         kept.sort(key=lambda m: m.order[2])
         kept.sort(key=lambda m: m.order[:2], reverse=True)  # newest exchange first (stable: question, answer)
-        text = "\n".join([header, *(m.line for m in kept)]) if kept else ""
+        text = "\n".join([header, *grouped_lines((m.group, m.line) for m in kept)]) if kept else ""
         items = [m.item() for m in kept]
         return MemoryContext(
             memory_type=self.memory_type,
@@ -721,11 +723,18 @@ def _day(value: Any) -> str | None:
     return value.date().isoformat() if isinstance(value, datetime) else None
 
 
-def _prefix(day: str | None, role: Any) -> str:
-    """``[2026-03-14] User: `` (the parts that are known)."""
-    out = f"[{day}] " if day else ""
+def _partners(metadata: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A conversation memory's partner turns (``partners``; the single ``partner`` of older rows)."""
+    found = metadata.get("partners")
+    if not isinstance(found, list):
+        found = [metadata.get("partner")]
+    return [p for p in found if isinstance(p, Mapping) and isinstance(p.get("content"), str) and p["content"].strip()]
+
+
+def _prefix(role: Any) -> str:
+    """``User: `` for a conversation message, nothing for another memory."""
     label = ROLE_LABELS.get(str(role)) if role else None
-    return f"{out}{label}: " if label else out
+    return f"{label}: " if label else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -735,6 +744,7 @@ class _RenderedMemory:
     id: str
     content: str
     prefix: str
+    day: str | None
     score: float
     order: tuple[str, int, int]  # (when said, its exchange's first message id, its own message id)
     result: SearchResult
@@ -742,39 +752,41 @@ class _RenderedMemory:
 
     @property
     def line(self) -> str:
-        """The rendered line."""
+        """The rendered line (under its day's line)."""
         return f"- {self.prefix}{self.content}"
+
+    @property
+    def group(self) -> str:
+        """The line its day is shown on: ``[2026-03-14]`` (empty when the date is unknown)."""
+        return f"[{self.day}]" if self.day else ""
 
     @classmethod
     def of(cls, r: SearchResult, rank: int) -> _RenderedMemory:
         """A hit; a conversation message is ordered with its exchange (question before answer)."""
         mid = r.metadata.get("message_id")
         mid = mid if isinstance(mid, int) else 0
-        partner = r.metadata.get("partner")
-        pmid = partner.get("message_id") if isinstance(partner, Mapping) else None
-        anchor = min(mid, pmid) if isinstance(pmid, int) and mid else mid
+        linked = [p.get("message_id") for p in _partners(r.metadata)] if r.metadata.get("role") != "user" else []
+        anchor = min([mid, *(m for m in linked if isinstance(m, int))]) if mid else 0  # the exchange's user message
         when = r.created_at.isoformat() if r.created_at else ""
-        return cls(r.id, r.content, _prefix(_day(r.created_at), r.metadata.get("role")), r.score - rank * 1e-9,
+        return cls(r.id, r.content, _prefix(r.metadata.get("role")), _day(r.created_at), r.score - rank * 1e-9,
                    (when, anchor, mid), r)
 
-    def partner(self) -> _RenderedMemory | None:
-        """The turn this message answers or was answered by (from its metadata), or None."""
-        p = self.result.metadata.get("partner")
-        if not isinstance(p, Mapping) or not isinstance(p.get("content"), str) or not p["content"].strip():
-            return None
-        mid = p.get("message_id")
-        own = self.order[2]
-        position = mid if isinstance(mid, int) else own + 1
-        day = _day(p.get("created_at")) or _day(self.result.created_at)
-        return _RenderedMemory(f"{self.id}:partner", p["content"], _prefix(day, p.get("role")),
-                               self.score * PARTNER_SHARE, (self.order[0], self.order[1], position), self.result,
-                               self.id)
+    def partners(self) -> list[_RenderedMemory]:
+        """The turns this message answers or was answered by (from its metadata)."""
+        out: list[_RenderedMemory] = []
+        for n, p in enumerate(_partners(self.result.metadata)):
+            mid = p.get("message_id")
+            position = mid if isinstance(mid, int) else self.order[2] + 1
+            out.append(_RenderedMemory(f"{self.id}:partner:{n}", p["content"], _prefix(p.get("role")), self.day,
+                                       self.score * PARTNER_SHARE, (self.order[0], self.order[1], position),
+                                       self.result, self.id))
+        return out
 
     def item(self) -> dict[str, Any]:
         """The tier-contract item."""
         r = self.result
         out: dict[str, Any] = {
-            "section": SECTION, "id": self.id, "content": self.content, "prefix": self.prefix,
+            "section": SECTION, "id": self.id, "content": self.content, "prefix": self.prefix, "group": self.group,
             "score": self.score, "created_at": r.created_at.isoformat() if r.created_at else None,
         }
         if self.partner_of is not None:
