@@ -211,7 +211,8 @@ $$;
 -- `query_text` is a websearch_to_tsquery input that selects the full-text rows, `rank_text` (default
 -- query_text) the words they are ranked by: the sum of the idf of the words a row contains. Each leg
 -- offers greatest(match_count, 20) rows. The threshold applies to the dense leg only: a row the
--- full-text leg found is kept whatever its similarity. Callable as .rpc("match_memories_hybrid").
+-- full-text leg found is kept whatever its similarity. p_user_id is required (one tenant's rows: the
+-- (user_id, ...) index bounds every leg). Callable as .rpc("match_memories_hybrid").
 CREATE OR REPLACE FUNCTION match_memories_hybrid(
     query_embedding  vector(1536),
     query_text       text,
@@ -245,7 +246,7 @@ AS $$
             SELECT m.id, 1 - (m.embedding <=> query_embedding) AS similarity,
                    m.embedding <=> query_embedding AS distance
             FROM memory_vectors m
-            WHERE (p_user_id IS NULL OR m.user_id = p_user_id)
+            WHERE m.user_id = p_user_id
               AND (p_namespace IS NULL OR m.namespace = p_namespace)
               AND (p_session_id IS NULL OR m.session_id = p_session_id)
               AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
@@ -256,49 +257,45 @@ AS $$
         ) t
         WHERE t.similarity >= match_threshold
     ),
-    -- the query's lexemes with their inverse document frequency among the rows in scope (BM25's idf):
-    -- a word every memory contains ranks nothing, a rare name or number ranks high
-    terms AS (
-        SELECT format('%L', w)::tsquery AS tq
-        FROM unnest(tsvector_to_array(to_tsvector('english',
-                 coalesce(nullif(rank_text, ''), query_text, '')))) w
-    ),
-    idf AS (
-        SELECT d.tq, ln(1 + (n.total - d.df + 0.5) / (d.df + 0.5)) AS idf
-        FROM (
-            SELECT t.tq, (SELECT count(*) FROM memory_vectors m WHERE m.fts @@ t.tq
-              AND (p_user_id IS NULL OR m.user_id = p_user_id)
-              AND (p_namespace IS NULL OR m.namespace = p_namespace)
-              AND (p_session_id IS NULL OR m.session_id = p_session_id)
-              AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
-              AND (created_after IS NULL OR m.created_at >= created_after)
-              AND (created_before IS NULL OR m.created_at < created_before)) AS df
-            FROM terms t
-        ) d,
-        (SELECT count(*) AS total FROM memory_vectors m WHERE TRUE
-              AND (p_user_id IS NULL OR m.user_id = p_user_id)
-              AND (p_namespace IS NULL OR m.namespace = p_namespace)
-              AND (p_session_id IS NULL OR m.session_id = p_session_id)
-              AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
-              AND (created_after IS NULL OR m.created_at >= created_after)
-              AND (created_before IS NULL OR m.created_at < created_before)) n
-        WHERE d.df > 0
-    ),
-    lexical AS (
-        SELECT m.id, sum(i.idf) AS text_rank,
-               row_number() OVER (ORDER BY sum(i.idf) DESC, m.created_at DESC)::integer AS r
-        FROM memory_vectors m
-        JOIN idf i ON m.fts @@ i.tq
-        CROSS JOIN websearch_to_tsquery('english', coalesce(query_text, '')) mq
+    -- the full-text leg: the rows `query_text` matches, ranked by the summed inverse document frequency
+    -- (BM25's idf, over the tenant's rows in scope) of the `rank_text` words each contains: a word every
+    -- memory contains ranks nothing, a rare name or number ranks high. One index scan; MATERIALIZED
+    -- keeps the per-word counts from being re-run per row.
+    matched AS MATERIALIZED (
+        SELECT m.id, m.created_at, m.fts
+        FROM memory_vectors m, websearch_to_tsquery('english', coalesce(query_text, '')) mq
         WHERE coalesce(query_text, '') <> '' AND m.fts @@ mq
-              AND (p_user_id IS NULL OR m.user_id = p_user_id)
+              AND m.user_id = p_user_id
               AND (p_namespace IS NULL OR m.namespace = p_namespace)
               AND (p_session_id IS NULL OR m.session_id = p_session_id)
               AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
               AND (created_after IS NULL OR m.created_at >= created_after)
               AND (created_before IS NULL OR m.created_at < created_before)
-        GROUP BY m.id, m.created_at
-        ORDER BY text_rank DESC, m.created_at DESC
+    ),
+    scope_size AS MATERIALIZED (
+        SELECT count(*) AS total FROM memory_vectors m WHERE TRUE
+              AND m.user_id = p_user_id
+              AND (p_namespace IS NULL OR m.namespace = p_namespace)
+              AND (p_session_id IS NULL OR m.session_id = p_session_id)
+              AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
+              AND (created_after IS NULL OR m.created_at >= created_after)
+              AND (created_before IS NULL OR m.created_at < created_before)
+    ),
+    idf AS MATERIALIZED (
+        SELECT t.tq, ln(1 + (n.total - d.df + 0.5) / (d.df + 0.5)) AS idf
+        FROM (SELECT DISTINCT format('%L', w)::tsquery AS tq
+              FROM unnest(tsvector_to_array(to_tsvector('english',
+                       coalesce(nullif(rank_text, ''), query_text, '')))) w) t
+        CROSS JOIN scope_size n
+        CROSS JOIN LATERAL (SELECT count(*) AS df FROM matched x WHERE x.fts @@ t.tq) d
+        WHERE d.df > 0
+    ),
+    lexical AS (
+        SELECT x.id, sum(i.idf) AS text_rank,
+               row_number() OVER (ORDER BY sum(i.idf) DESC, x.created_at DESC)::integer AS r
+        FROM matched x JOIN idf i ON x.fts @@ i.tq
+        GROUP BY x.id, x.created_at
+        ORDER BY text_rank DESC, x.created_at DESC
         LIMIT greatest(match_count, 20)
     ),
     fused AS (

@@ -47,6 +47,7 @@ if str(HERE) not in sys.path:
 from recall_data import CATEGORIES, Conversation, Message, Question, Sizes, generate  # noqa: E402
 
 from memory_implementations import ContextRequest, MemoryConfig, MemoryOrchestrator  # noqa: E402
+from memory_implementations.cli.bench import update_docs as bench_update_docs  # noqa: E402
 from memory_implementations.errors import ConfigError  # noqa: E402
 from memory_implementations.logging import configure_logging  # noqa: E402
 from memory_implementations.providers import build_embedder, resolve_embedding_provider  # noqa: E402
@@ -540,18 +541,7 @@ weighted 1.5).
 
 def update_docs(path: Path, body: str) -> None:
     """Replace (or append) the ``## Recall`` section of ``path``; the rest of the file is kept as is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{DOCS_HEADING}\n\n{body.rstrip()}\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == DOCS_HEADING), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new, encoding="utf-8")
+    bench_update_docs(path, body, heading=DOCS_HEADING)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1020,13 +1020,13 @@ def verdict_lines(result: BenchResult) -> list[str]:
     return out
 
 
-def update_docs(path: str | Path, body: str) -> None:
-    """Replace (or append) the ``## Turn latency`` section of ``path`` with ``body``; other sections untouched."""
+def update_docs(path: str | Path, body: str, heading: str = DOCS_HEADING) -> None:
+    """Replace (or append) the ``heading`` section (default ``## Turn latency``) of ``path``; others untouched."""
     p = Path(path)
     text = p.read_text(encoding="utf-8") if p.exists() else "# Benchmarks\n"
-    section = f"{DOCS_HEADING}\n\n{body.rstrip()}\n"
+    section = f"{heading}\n\n{body.rstrip()}\n"
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == DOCS_HEADING), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:

@@ -23,7 +23,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from ..base import BaseMemory
-from ..composer import grouped_lines, normalize_content
+from ..composer import TokenCounter, grouped_lines, normalize_content
 from ..errors import BackendUnavailable, Conflict, NotFound, SchemaMismatch, ValidationError
 from ..providers import Embedder, build_embedder
 from ..stores.migrations import embedding_type
@@ -58,6 +58,7 @@ MAX_BUDGET_K = 300
 DEFAULT_SEARCH_K = 10
 #: A partner turn's score as a share of its hit's: kept after the better hits, when the budget allows.
 PARTNER_SHARE = 0.6
+COUNT_CACHE_SIZE = 16384
 ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 
 
@@ -100,6 +101,7 @@ class VectorDatabaseMemory(BaseMemory):
         self._backend: VectorBackend | None = backend
         self._owns_backend = backend is None
         self._probe: Embedder | None = None
+        self._token_counter: TokenCounter | None = None
         self._redis: aioredis.Redis | None = None
         cfg = self.config
         self.mode = (
@@ -483,7 +485,7 @@ class VectorDatabaseMemory(BaseMemory):
         self, results: list[SearchResult], budget: int, *, mode: str, entities: list[str], latency: Stopwatch
     ) -> MemoryContext:
         """Items best first within ``budget`` (partners after hits), listed newest first, each exchange in order."""
-        tok = self.tokenizer
+        tok = self._counter()
         lines = [_RenderedMemory.of(r, rank) for rank, r in enumerate(results)]
         partners: list[_RenderedMemory] = []
         seen = {normalize_content(m.content) for m in lines}
@@ -498,7 +500,8 @@ class VectorDatabaseMemory(BaseMemory):
         truncated = False
         days: set[str] = set()
         for m in sorted([*lines, *partners], key=lambda m: -m.score):
-            cost = tok.count(m.line) + 1 + (tok.count(m.group) + 1 if m.group and m.group not in days else 0)
+            cost = tok.count(m.content) + tok.count(m.prefix) + 3  # "- " + newline, and one token of slack
+            cost += tok.count(m.group) + 1 if m.group and m.group not in days else 0
             if used + cost > budget:
                 truncated = True
                 continue
@@ -513,7 +516,7 @@ class VectorDatabaseMemory(BaseMemory):
         kept.sort(key=lambda m: m.order[2])
         kept.sort(key=lambda m: m.order[:2], reverse=True)  # newest exchange first (stable: question, answer)
         text = "\n".join([header, *grouped_lines((m.group, m.line) for m in kept)]) if kept else ""
-        items = [m.item() for m in kept]
+        items = [m.item(tok.count(m.content)) for m in kept]
         return MemoryContext(
             memory_type=self.memory_type,
             items=items,
@@ -524,6 +527,13 @@ class VectorDatabaseMemory(BaseMemory):
             extra={"results": [r.as_dict() for r in results], "mode": mode, "entities": entities,
                    "candidates": len(results)},
         )
+
+    def _counter(self) -> TokenCounter:
+        """A token counter that remembers counts (the same memories come back turn after turn)."""
+        counter = self._token_counter
+        if counter is None or counter.tokenizer is not self.tokenizer:
+            counter = self._token_counter = TokenCounter(self.tokenizer, maxsize=COUNT_CACHE_SIZE)
+        return counter
 
     # health ----------------------------------------------------------------------------------
     async def health_check(self) -> HealthStatus:
@@ -782,12 +792,13 @@ class _RenderedMemory:
                                        self.result, self.id))
         return out
 
-    def item(self) -> dict[str, Any]:
-        """The tier-contract item."""
+    def item(self, tokens: int) -> dict[str, Any]:
+        """The tier-contract item (``tokens``: its content's token count)."""
         r = self.result
         out: dict[str, Any] = {
             "section": SECTION, "id": self.id, "content": self.content, "prefix": self.prefix, "group": self.group,
-            "score": self.score, "created_at": r.created_at.isoformat() if r.created_at else None,
+            "score": self.score, "token_count": tokens,
+            "created_at": r.created_at.isoformat() if r.created_at else None,
         }
         if self.partner_of is not None:
             out.update(kind="partner", partner_of=self.partner_of)
