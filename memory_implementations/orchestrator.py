@@ -39,7 +39,7 @@ from .composer import CONVERSATION, SECTION_ORDER, TokenCounter, compose, resolv
 from .config import MemoryConfig
 from .context import ComprehensiveContext
 from .errors import BackendUnavailable, ConfigError, ValidationError
-from .indexing import previous_message, turn_index_items
+from .indexing import previous_messages, turn_index_items
 from .providers.interfaces import USER_ENTITY
 from .stores import Stores
 from .tokens import get_tokenizer
@@ -628,7 +628,7 @@ class MemoryOrchestrator:
         if vector is not None:
 
             async def embed_turn() -> None:
-                previous = await previous_message(stores, messages[0], ids[0])
+                previous = await previous_messages(stores, messages[0], ids[0])
                 await vector.store_many(turn_index_items(messages, ids, previous))  # type: ignore[attr-defined]
 
             stores.worker.submit(embed_turn, name="turn_embedding")

@@ -76,15 +76,19 @@ def test_short_messages_are_embedded_with_their_partner() -> None:
 
 
 def test_a_user_message_answers_the_previous_assistant_question() -> None:
+    before = Message(session_id="s", role="user", content="We painted the nursery!", id=4)
     asked = Message(session_id="s", role="assistant", content="Which colour did you go with for the nursery?", id=5)
     answer = Message(session_id="s", role="user", content="Oh, teal.")
     reply = Message(session_id="s", role="assistant", content="Lovely, teal is calming.")
-    items = turn_index_items([answer, reply], [7, 8], previous=asked)
+    items = turn_index_items([answer, reply], [7, 8], previous=[asked, before])
     assert [p["content"] for p in items[0]["metadata"]["partners"]] == [asked.content, reply.content]
     assert items[0]["embed_text"] == f"{asked.content}\nOh, teal."
+    # the question is indexed again with its answer, so a hit on the question brings the answer
+    assert len(items) == 3 and items[2]["content"] == asked.content and items[2]["metadata"]["message_id"] == 5
+    assert [p["content"] for p in items[2]["metadata"]["partners"]] == [before.content, answer.content]
     statement = Message(session_id="s", role="assistant", content="Good night.", id=5)
-    plain = turn_index_items([answer, reply], [7, 8], previous=statement)
-    assert [p["content"] for p in plain[0]["metadata"]["partners"]] == [reply.content]
+    plain = turn_index_items([answer, reply], [7, 8], previous=[statement])
+    assert len(plain) == 2 and [p["content"] for p in plain[0]["metadata"]["partners"]] == [reply.content]
 
 
 async def test_an_answer_in_the_next_turn_is_found_with_its_question(

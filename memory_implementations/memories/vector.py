@@ -16,7 +16,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ NOISE_FLOOR: dict[str, float] = {"semantic": 0.1, "lexical": 0.05, "remote": 0.1
 #: Weight of the similarity leg in the fusion (the full-text leg has 1).
 DENSE_WEIGHT = 2.5
 #: A context read asks for ``budget // TOKENS_PER_CANDIDATE`` candidates (within MIN/MAX) when no cap is set.
-TOKENS_PER_CANDIDATE = 20
+TOKENS_PER_CANDIDATE = 30
 MIN_BUDGET_K = 5
 MAX_BUDGET_K = 300
 #: ``search()`` without ``k`` and without ``max_results``.
@@ -524,8 +524,8 @@ class VectorDatabaseMemory(BaseMemory):
             token_count=tok.count(text),
             latency_ms=round(latency.ms, 3),
             truncated=truncated,
-            extra={"results": [r.as_dict() for r in results], "mode": mode, "entities": entities,
-                   "candidates": len(results)},
+            extra={"results": [m.result.as_dict() for m in kept if m.partner_of is None], "mode": mode,
+                   "entities": entities, "candidates": len(results)},
         )
 
     def _counter(self) -> TokenCounter:
@@ -723,6 +723,9 @@ def _sources(hit: Hit) -> tuple[str, ...]:
     return found or ("vector",)
 
 
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
 def _day(value: Any) -> str | None:
     """``YYYY-MM-DD`` of a datetime or ISO string (None when there is none)."""
     if isinstance(value, str):
@@ -756,7 +759,7 @@ class _RenderedMemory:
     prefix: str
     day: str | None
     score: float
-    order: tuple[str, int, int]  # (when said, its exchange's first message id, its own message id)
+    order: tuple[datetime, int, int]  # (when said, its exchange's user message id, its own message id)
     result: SearchResult
     partner_of: str | None = None
 
@@ -777,7 +780,7 @@ class _RenderedMemory:
         mid = mid if isinstance(mid, int) else 0
         linked = [p.get("message_id") for p in _partners(r.metadata)] if r.metadata.get("role") != "user" else []
         anchor = min([mid, *(m for m in linked if isinstance(m, int))]) if mid else 0  # the exchange's user message
-        when = r.created_at.isoformat() if r.created_at else ""
+        when = r.created_at or _NO_TIME
         return cls(r.id, r.content, _prefix(r.metadata.get("role")), _day(r.created_at), r.score - rank * 1e-9,
                    (when, anchor, mid), r)
 

@@ -301,7 +301,7 @@ def _hit(row: dict[str, Any]) -> Hit:
         user_id=row["user_id"],
         namespace=row["namespace"],
         content=row["content"],
-        metadata=dict(row["metadata"] or {}),
+        metadata=row["metadata"] or {},  # a fresh dict from the driver: no copy
         similarity=None if sim is None else float(sim),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
