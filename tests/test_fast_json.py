@@ -47,3 +47,10 @@ def test_works_without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         monkeypatch.delitem(sys.modules, "orjson")
         importlib.reload(_json)
+
+
+@pytest.mark.parametrize("text", ["-9223372036854775809", "[18446744073709551616]", '{"n": 99999999999999999999}'])
+def test_integers_beyond_64_bits_stay_exact(text: str) -> None:
+    assert _json.loads(text) == json.loads(text)
+    assert _json.loads(text.encode()) == json.loads(text)
+    assert _json.loads(memoryview(text.encode())) == json.loads(text)
