@@ -65,6 +65,34 @@ def test_openapi_lists_every_route(live):
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
 
 
+def test_a_dated_turn_is_recalled_with_its_date(live, tenant):
+    user, key = tenant
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    with live.client(key) as c:
+        r = c.post("/v1/turns", json={
+            "session_id": sid, "created_at": "2024-02-29T09:30:00+00:00",
+            "user_message": "My passport number ends in 7731 and expires next year.",
+            "assistant_message": "Noted, I will remind you before it expires.",
+        })
+        assert r.status_code == 201, r.text
+        bad = c.post("/v1/turns", json={"session_id": sid, "created_at": "yesterday",
+                                        "user_message": "x", "assistant_message": "y"})
+        assert bad.status_code == 422 and "created_at" in bad.text
+        naive = c.post("/v1/turns", json={"session_id": sid, "created_at": "2024-02-29T09:30:00",
+                                          "user_message": "x", "assistant_message": "y"})
+        assert naive.status_code == 422 and "created_at" in naive.text
+        text = ""
+        for _ in range(50):
+            ctx = c.post("/v1/context", json={"query": "when does my passport expire?", "session_id": f"{sid}-q",
+                                              "max_total_tokens": 800})
+            assert ctx.status_code == 200, ctx.text
+            text = ctx.json().get("text", "")
+            if "7731" in text:
+                break
+            time.sleep(0.1)
+        assert "[2024-02-29]\n- User: My passport number ends in 7731" in text
+
+
 def test_turn_then_context_messages_stats_summary(live, tenant):
     user, key = tenant
     sid = f"s-{uuid.uuid4().hex[:8]}"

@@ -68,6 +68,7 @@ async def post_turn(body: TurnIn, principal: PrincipalDep, request: Request) -> 
         user_message=body.user_message,
         assistant_message=body.assistant_message,
         metadata=body.metadata,
+        created_at=body.created_at,
     )
     out: dict[str, Any] = jsonable(result)
     return out

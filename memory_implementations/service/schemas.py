@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ..types import MemoryType
 
@@ -47,6 +47,9 @@ class TurnIn(_Body):
     user_message: str = Field(max_length=1_000_000)
     assistant_message: str = Field(max_length=1_000_000)
     metadata: dict[str, Any] | None = None
+    created_at: AwareDatetime | None = Field(
+        None, description="When the turn happened (importing history); default now. Rendered as its date."
+    )
 
 
 class MessageItem(_Body):
