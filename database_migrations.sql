@@ -258,9 +258,9 @@ AS $$
         WHERE t.similarity >= match_threshold
     ),
     -- the full-text leg: the rows `query_text` matches, ranked by the summed inverse document frequency
-    -- (BM25's idf, over the tenant's rows in scope) of the `rank_text` words each contains: a word every
-    -- memory contains ranks nothing, a rare name or number ranks high. One index scan; MATERIALIZED
-    -- keeps the per-word counts from being re-run per row.
+    -- (BM25's idf; document frequencies among the tenant's matched rows) of the `rank_text` words each
+    -- contains: a word every memory contains ranks little, a rare name or number ranks high. One index
+    -- scan; MATERIALIZED keeps the per-word counts from being re-run per row.
     matched AS MATERIALIZED (
         SELECT m.id, m.created_at, m.fts
         FROM memory_vectors m, websearch_to_tsquery('english', coalesce(query_text, '')) mq
@@ -272,14 +272,11 @@ AS $$
               AND (created_after IS NULL OR m.created_at >= created_after)
               AND (created_before IS NULL OR m.created_at < created_before)
     ),
+    -- N of the idf: the table's row estimate, as a search index's document count (counting the
+    -- tenant's rows would read them all on every query)
     scope_size AS MATERIALIZED (
-        SELECT count(*) AS total FROM memory_vectors m WHERE TRUE
-              AND m.user_id = p_user_id
-              AND (p_namespace IS NULL OR m.namespace = p_namespace)
-              AND (p_session_id IS NULL OR m.session_id = p_session_id)
-              AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
-              AND (created_after IS NULL OR m.created_at >= created_after)
-              AND (created_before IS NULL OR m.created_at < created_before)
+        SELECT greatest(c.reltuples, (SELECT count(*) FROM matched), 1000)::float8 AS total
+        FROM pg_class c WHERE c.oid = 'memory_vectors'::regclass
     ),
     idf AS MATERIALIZED (
         SELECT t.tq, ln(1 + (n.total - d.df + 0.5) / (d.df + 0.5)) AS idf

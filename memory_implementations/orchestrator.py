@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -82,6 +83,10 @@ SESSION_TIERS = CONVERSATION_TIERS
 #: Share of the vector tier's deadline it may spend waiting for entity steering.
 STEERING_SHARE = 0.4
 HEALTH_TIMEOUT_S = 5.0
+#: The long-term room remembered per (user, session) is scaled by ROOM_MARGIN and padded by ROOM_SLACK tokens.
+ROOM_MARGIN = 1.25
+ROOM_SLACK = 100
+ROOM_CACHE_SIZE = 10_000
 #: A question about the speaker themself.
 FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've|i'd|i'll|we|our|us)\b", re.IGNORECASE)
 
@@ -213,6 +218,7 @@ class MemoryOrchestrator:
             self.memories[mt] = tier
         self.init_errors: dict[str, str] = {}
         self._counters: dict[str, TokenCounter] = {}
+        self._long_term_room: OrderedDict[tuple[str, str | None], int] = OrderedDict()
         self._initialized = False
         self._closed = False
         self._init_lock = asyncio.Lock()
@@ -375,7 +381,11 @@ class MemoryOrchestrator:
         active = self._active(req)
         tier_req = replace(req, max_total_tokens=budget, filters=dict(req.filters))
         tier_req.filters.pop("tier_timeout_ms", None)
-        results, latency, degraded, names = await self._query_tiers(active, tier_req, budget, timeout_ms)
+        room_key = (req.user_id, req.session_id)
+        long_term = self._long_term_room.get(room_key, budget)
+        results, latency, degraded, names = await self._query_tiers(
+            active, tier_req, budget, timeout_ms, long_term_budget=min(budget, long_term)
+        )
 
         owner = self.conversation_owner(active)
         sections = [s for s in SECTION_ORDER if any(s in TIER_SECTIONS[mt] for mt in active)]
@@ -406,6 +416,7 @@ class MemoryOrchestrator:
             tiers_by_section=tiers_by_section,
         )
         latency["compose"] = watch.ms
+        self._remember_room(room_key, ctx, budget)
         latency["total"] = total.ms
         ctx.query = req.query
         ctx.session_id = req.session_id
@@ -425,10 +436,33 @@ class MemoryOrchestrator:
             raise ValidationError(f"'tier_timeout_ms' must be a number > 0, got {value!r}", field="tier_timeout_ms")
         return float(value)
 
+    def _remember_room(self, key: tuple[str, str | None], ctx: ComprehensiveContext, budget: int) -> None:
+        """Keep what the other sections left long-term memory this turn: the next turn asks for that much.
+
+        A new session's first turn asks for the whole budget; later turns of a long conversation, whose
+        recent messages take most of it, ask the vector tier for fewer candidates (with a margin).
+        """
+        others = sum(s.tokens for name, s in ctx.sections.items() if name != "vector_search")
+        room = max(0, budget - ctx.overhead_tokens - others)
+        self._long_term_room[key] = int(room * ROOM_MARGIN) + ROOM_SLACK
+        self._long_term_room.move_to_end(key)
+        if len(self._long_term_room) > ROOM_CACHE_SIZE:
+            self._long_term_room.popitem(last=False)
+
     async def _query_tiers(
-        self, active: list[MemoryType], req: ContextRequest, budget: int, timeout_ms: float
+        self,
+        active: list[MemoryType],
+        req: ContextRequest,
+        budget: int,
+        timeout_ms: float,
+        *,
+        long_term_budget: int | None = None,
     ) -> tuple[dict[MemoryType, MemoryContext], dict[str, float], dict[str, str], list[str]]:
-        """Run the tiers (and entity steering); return their contexts, latencies, failures and steering names."""
+        """Run the tiers (and entity steering); return their contexts, latencies, failures and steering names.
+
+        ``long_term_budget`` is what the vector tier sizes its candidates to (default ``budget``).
+        """
+        vector_budget = long_term_budget if long_term_budget is not None else budget
         results: dict[MemoryType, MemoryContext] = {}
         latency: dict[str, float] = {}
         degraded: dict[str, str] = {}
@@ -486,14 +520,15 @@ class MemoryOrchestrator:
             try:
                 async with asyncio.timeout(timeout):  # (no extra task per tier, unlike wait_for)
                     if mt is MemoryType.VECTOR_DATABASE and steer_task is not None:
-                        ctx = await self._steered_vector(tier, req, budget, steer_task, timeout)
+                        ctx = await self._steered_vector(tier, req, vector_budget, steer_task, timeout)
                     elif summary_only and mt is MemoryType.CONVERSATION_SUMMARY and hasattr(
                         tier, "get_summary_context"
                     ):
                         # the buffer supplies recent_conversation: the summary tier reads only its summary
                         ctx = await tier.get_summary_context(req, max_tokens=budget)
                     else:
-                        ctx = await tier.get_context(req, max_tokens=budget)
+                        tier_budget = vector_budget if mt is MemoryType.VECTOR_DATABASE else budget
+                        ctx = await tier.get_context(req, max_tokens=tier_budget)
                 results[mt] = ctx
             except Exception as exc:
                 degraded[mt.value] = _reason(exc, timeout_ms)

@@ -272,3 +272,34 @@ async def test_a_changed_fact_shows_the_current_value_first(orch: MemoryOrchestr
     assert text.index("[2025-07-12]\n- User: We moved to Denver") < text.index("[2025-03-14]\n- User: I live in Chicago")
     user_line = next((c for c in ctx.sections["entities"].contents if c.startswith("User")), "")
     assert "city=Denver (since 2025-07-12, earlier Chicago)" in user_line
+
+
+async def test_a_long_conversation_asks_long_term_memory_for_less(
+    orch: MemoryOrchestrator, uid: str, sid: str
+) -> None:
+    for i in range(12):
+        await orch.store_turn(sid, uid, f"Here is a long message number {i} about my garden, " + "tomatoes " * 40,
+                              "Thanks, noted. " + "Beans and peppers grow well too. " * 8)
+    await orch.flush()
+    vector = orch.memories[MemoryType.VECTOR_DATABASE]
+    asked: list[int | None] = []
+    real = vector.get_steered_context  # type: ignore[attr-defined]
+
+    async def spy(query: Any, *, max_tokens: int | None = None, entities: Any) -> Any:
+        asked.append(max_tokens)
+        return await real(query, max_tokens=max_tokens, entities=entities)
+
+    vector.get_steered_context = spy  # type: ignore[attr-defined]
+    try:
+        request = ContextRequest(query="what grows in my garden?", session_id=sid, user_id=uid, max_total_tokens=2000)
+        first = await orch.get_comprehensive_context(request)
+        await orch.get_comprehensive_context(request)
+        fresh = await orch.get_comprehensive_context(ContextRequest(
+            query="what grows in my garden?", session_id=f"{sid}-new", user_id=uid, max_total_tokens=2000))
+    finally:
+        del vector.get_steered_context
+    conversation = first.sections["recent_conversation"].tokens + first.sections["summary"].tokens
+    assert conversation > 600  # the session's own messages take most of the budget
+    assert asked[0] == 2000 and asked[2] == 2000  # a first read, and a new session: the whole budget
+    assert asked[1] is not None and asked[1] < 2000  # then what the conversation leaves (with a margin)
+    assert fresh.sections["vector_search"].tokens > first.sections["vector_search"].tokens
