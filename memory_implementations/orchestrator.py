@@ -83,7 +83,7 @@ SESSION_TIERS = CONVERSATION_TIERS
 #: Share of the vector tier's deadline it may spend waiting for entity steering.
 STEERING_SHARE = 0.4
 HEALTH_TIMEOUT_S = 5.0
-#: The long-term room remembered per (user, session) is scaled by ROOM_MARGIN and padded by ROOM_SLACK tokens.
+#: The long-term room estimated per (user, session) is scaled by ROOM_MARGIN and padded by ROOM_SLACK tokens.
 ROOM_MARGIN = 1.25
 ROOM_SLACK = 100
 ROOM_CACHE_SIZE = 10_000
@@ -218,7 +218,7 @@ class MemoryOrchestrator:
             self.memories[mt] = tier
         self.init_errors: dict[str, str] = {}
         self._counters: dict[str, TokenCounter] = {}
-        self._long_term_room: OrderedDict[tuple[str, str | None], int] = OrderedDict()
+        self._others_demand: OrderedDict[tuple[str, str | None], int] = OrderedDict()
         self._initialized = False
         self._closed = False
         self._init_lock = asyncio.Lock()
@@ -382,9 +382,9 @@ class MemoryOrchestrator:
         tier_req = replace(req, max_total_tokens=budget, filters=dict(req.filters))
         tier_req.filters.pop("tier_timeout_ms", None)
         room_key = (req.user_id, req.session_id)
-        long_term = self._long_term_room.get(room_key, budget)
+        long_term = self._long_term_budget(room_key, budget, active, weights)
         results, latency, degraded, names = await self._query_tiers(
-            active, tier_req, budget, timeout_ms, long_term_budget=min(budget, long_term)
+            active, tier_req, budget, timeout_ms, long_term_budget=long_term
         )
 
         owner = self.conversation_owner(active)
@@ -416,7 +416,7 @@ class MemoryOrchestrator:
             tiers_by_section=tiers_by_section,
         )
         latency["compose"] = watch.ms
-        self._remember_room(room_key, ctx, budget)
+        self._remember_others(room_key, ctx)
         latency["total"] = total.ms
         ctx.query = req.query
         ctx.session_id = req.session_id
@@ -436,18 +436,30 @@ class MemoryOrchestrator:
             raise ValidationError(f"'tier_timeout_ms' must be a number > 0, got {value!r}", field="tier_timeout_ms")
         return float(value)
 
-    def _remember_room(self, key: tuple[str, str | None], ctx: ComprehensiveContext, budget: int) -> None:
-        """Keep what the other sections left long-term memory this turn: the next turn asks for that much.
+    def _long_term_budget(
+        self, key: tuple[str, str | None], budget: int, active: list[MemoryType], weights: Mapping[str, float]
+    ) -> int:
+        """The budget the vector tier sizes its candidates to: what the other sections will likely leave it.
 
-        A new session's first turn asks for the whole budget; later turns of a long conversation, whose
-        recent messages take most of it, ask the vector tier for fewer candidates (with a margin).
+        Estimated from what they asked for on this session's previous turn (their demand), never below
+        the long-term section's own weighted share; with a margin. A new session: the whole budget.
         """
-        others = sum(s.tokens for name, s in ctx.sections.items() if name != "vector_search")
-        room = max(0, budget - ctx.overhead_tokens - others)
-        self._long_term_room[key] = int(room * ROOM_MARGIN) + ROOM_SLACK
-        self._long_term_room.move_to_end(key)
-        if len(self._long_term_room) > ROOM_CACHE_SIZE:
-            self._long_term_room.popitem(last=False)
+        others = self._others_demand.get(key)
+        if others is None:
+            return budget
+        sections = {s for mt in active for s in TIER_SECTIONS[mt]}
+        total_w = sum(max(0.0, weights.get(s, 0.0)) for s in sections) or 1.0
+        share = budget * max(0.0, weights.get("vector_search", 0.0)) / total_w
+        room = max(share, budget - others)
+        return min(budget, int(room * ROOM_MARGIN) + ROOM_SLACK)
+
+    def _remember_others(self, key: tuple[str, str | None], ctx: ComprehensiveContext) -> None:
+        """Keep what the sections other than long-term memory asked for this turn (see ``_long_term_budget``)."""
+        others = ctx.overhead_tokens + sum(s.demand for name, s in ctx.sections.items() if name != "vector_search")
+        self._others_demand[key] = others
+        self._others_demand.move_to_end(key)
+        if len(self._others_demand) > ROOM_CACHE_SIZE:
+            self._others_demand.popitem(last=False)
 
     async def _query_tiers(
         self,

@@ -7,6 +7,7 @@ Real Redis and PostgreSQL + pgvector, the local MiniLM embedder, the rule-based 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -296,10 +297,12 @@ async def test_a_long_conversation_asks_long_term_memory_for_less(
         await orch.get_comprehensive_context(request)
         fresh = await orch.get_comprehensive_context(ContextRequest(
             query="what grows in my garden?", session_id=f"{sid}-new", user_id=uid, max_total_tokens=2000))
+        await orch.get_comprehensive_context(replace(request, max_total_tokens=6000))
     finally:
         del vector.get_steered_context
     conversation = first.sections["recent_conversation"].tokens + first.sections["summary"].tokens
     assert conversation > 600  # the session's own messages take most of the budget
     assert asked[0] == 2000 and asked[2] == 2000  # a first read, and a new session: the whole budget
     assert asked[1] is not None and asked[1] < 2000  # then what the conversation leaves (with a margin)
+    assert asked[3] is not None and asked[3] > 4000  # a larger budget leaves more room, not the same
     assert fresh.sections["vector_search"].tokens > first.sections["vector_search"].tokens
