@@ -23,7 +23,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from ..base import BaseMemory
-from ..composer import TokenCounter, grouped_lines, normalize_content
+from ..composer import ROLE_LABELS, TokenCounter, grouped_lines, normalize_content
 from ..errors import BackendUnavailable, Conflict, NotFound, SchemaMismatch, ValidationError
 from ..providers import Embedder, build_embedder
 from ..stores.migrations import embedding_type
@@ -61,7 +61,6 @@ DEFAULT_SEARCH_K = 10
 #: A partner turn's score as a share of its hit's: kept after the better hits, when the budget allows.
 PARTNER_SHARE = 0.6
 COUNT_CACHE_SIZE = 16384
-ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 
 
 @dataclass(slots=True)

@@ -186,17 +186,7 @@ class SupabaseVectorBackend:
         self, embedding: np.ndarray, scope: Scope, *, threshold: float, count: int, with_embeddings: bool = False
     ) -> list[Hit]:
         """``.rpc("match_memories", …)``; embeddings fetched in a second request when asked for."""
-        params: dict[str, Any] = {
-            "query_embedding": _to_json_vector(embedding),
-            "match_threshold": threshold,
-            "match_count": count,
-            "filter": scope.filter or {},
-            "p_user_id": scope.user_id,
-            "p_namespace": scope.namespace,
-            "p_session_id": scope.session_id,
-            "created_after": scope.created_after.isoformat() if scope.created_after else None,
-            "created_before": scope.created_before.isoformat() if scope.created_before else None,
-        }
+        params = _match_params(embedding, scope, threshold, count)
         data = await self._run(self.client.rpc("match_memories", params))
         hits = sorted((_hit(row) for row in data), key=lambda h: -(h.similarity or 0.0))
         if with_embeddings and hits:
@@ -211,20 +201,8 @@ class SupabaseVectorBackend:
     ) -> list[Hit]:
         """``.rpc("match_memories_hybrid", …)``: the same one-statement fusion as the direct path."""
         match, rank = lexical if lexical is not None else ("", "")
-        params: dict[str, Any] = {
-            "query_embedding": _to_json_vector(embedding),
-            "query_text": match,
-            "match_threshold": threshold,
-            "match_count": count,
-            "filter": scope.filter or {},
-            "p_user_id": scope.user_id,
-            "p_namespace": scope.namespace,
-            "p_session_id": scope.session_id,
-            "created_after": scope.created_after.isoformat() if scope.created_after else None,
-            "created_before": scope.created_before.isoformat() if scope.created_before else None,
-            "rank_text": rank,
-            "dense_weight": dense_weight,
-        }
+        params = {**_match_params(embedding, scope, threshold, count), "query_text": match, "rank_text": rank,
+                  "dense_weight": dense_weight}
         data = await self._run(self.client.rpc("match_memories_hybrid", params))
         hits = [_hit(row) for row in data]
         hits.sort(key=lambda h: -(h.score or 0.0))
@@ -371,6 +349,21 @@ def _ts(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value))
+
+
+def _match_params(embedding: np.ndarray, scope: Scope, threshold: float, count: int) -> dict[str, Any]:
+    """The arguments ``match_memories`` and ``match_memories_hybrid`` share."""
+    return {
+        "query_embedding": _to_json_vector(embedding),
+        "match_threshold": threshold,
+        "match_count": count,
+        "filter": scope.filter or {},
+        "p_user_id": scope.user_id,
+        "p_namespace": scope.namespace,
+        "p_session_id": scope.session_id,
+        "created_after": scope.created_after.isoformat() if scope.created_after else None,
+        "created_before": scope.created_before.isoformat() if scope.created_before else None,
+    }
 
 
 def _hit(row: dict[str, Any]) -> Hit:
