@@ -127,7 +127,7 @@ def relevant_entities(
         if section == "vector_search":
             chosen = sorted(items, key=lambda i: -float(i.get("score") or 0.0))[:top]
         texts += [str(item.get("content") or "") for item in chosen]
-    haystack = " \n ".join(texts).casefold()
+    words = f" {_name_key(' '.join(texts))} "
     first_person = FIRST_PERSON.search(query) is not None
     kept: list[dict[str, Any]] = []
     for item in entities:
@@ -138,14 +138,15 @@ def relevant_entities(
         if not isinstance(entity, Mapping) or not (entity.get("attributes") or entity.get("relationships")):
             continue  # a bare name says nothing the retrieved memories do not
         names = [entity.get("name"), *entity.get("aliases", [])]
-        if any(isinstance(n, str) and n.strip() and _mentions(haystack, n.casefold()) for n in names):
+        if any(isinstance(n, str) and n.strip() and f" {_name_key(n)} " in words for n in names):
             kept.append(item)
     return kept
 
 
-def _mentions(text: str, name: str) -> bool:
-    """Whether ``name`` occurs in ``text`` as whole words."""
-    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
+_WORD = re.compile(r"\w+")
+def _name_key(name: str) -> str:
+    """Text as names are compared: its words, case-folded, single-spaced (whole words match with padding)."""
+    return " ".join(_WORD.findall(name.casefold()))
 
 
 def _aware(value: datetime | str | None) -> datetime | None:
