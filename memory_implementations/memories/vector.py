@@ -516,13 +516,14 @@ class VectorDatabaseMemory(BaseMemory):
                 kept = [replace(lines[0], content=cut)]
         kept.sort(key=lambda m: m.order[2])
         kept.sort(key=lambda m: m.order[:2], reverse=True)  # newest exchange first (stable: question, answer)
-        text = "\n".join([header, *grouped_lines((m.group, m.line) for m in kept)]) if kept else ""
+        out = [header, *grouped_lines((m.group, m.line) for m in kept)] if kept else []
+        text = "\n".join(out)
         items = [m.item(tok.count(m.content)) for m in kept]
         return MemoryContext(
             memory_type=self.memory_type,
             items=items,
             text=text,
-            token_count=tok.count(text),
+            token_count=tok.count_parts([(line, "\n") for line in out[:-1]] + [(out[-1], "")]) if out else 0,
             latency_ms=round(latency.ms, 3),
             truncated=truncated,
             extra={"results": [m.result.as_dict() for m in kept if m.partner_of is None], "mode": mode,
