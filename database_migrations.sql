@@ -242,10 +242,10 @@ AS $$
                coalesce(nullif(current_setting('hnsw.ef_search', true), '')::integer, 0))::text, true);
     -- each leg offers at least 20 rows, so a small match_count still fuses two real rankings
     WITH dense AS (
-        SELECT t.*, row_number() OVER (ORDER BY t.distance)::integer AS r
+        SELECT t.id, t.similarity, row_number() OVER (ORDER BY t.distance)::integer AS r
         FROM (
-            SELECT m.id, m.user_id, m.session_id, m.namespace, m.content, m.metadata, m.created_at, m.updated_at,
-                   1 - (m.embedding <=> query_embedding) AS similarity, m.embedding <=> query_embedding AS distance
+            SELECT m.id, 1 - (m.embedding <=> query_embedding) AS similarity,
+                   m.embedding <=> query_embedding AS distance
             FROM memory_vectors m
             WHERE m.user_id = p_user_id
               AND (p_namespace IS NULL OR m.namespace = p_namespace)
@@ -296,24 +296,16 @@ AS $$
         ORDER BY text_rank DESC, x.created_at DESC
         LIMIT greatest(match_count, 20)
     ),
-    -- the dense rows carry their columns; only rows the full-text leg alone found are read again
     fused AS (
-        SELECT d.id, d.user_id, d.session_id, d.namespace, d.content, d.metadata, d.similarity, l.text_rank,
-               d.r AS dense_rank, l.r AS lexical_rank,
-               dense_weight / (rrf_k + d.r) + coalesce(text_weight / (rrf_k + l.r), 0) AS score,
-               d.created_at, d.updated_at
-        FROM dense d LEFT JOIN lexical l ON l.id = d.id
-        UNION ALL
-        SELECT m.id, m.user_id, m.session_id, m.namespace, m.content, m.metadata,
-               1 - (m.embedding <=> query_embedding), l.text_rank, NULL::integer, l.r,
-               text_weight / (rrf_k + l.r), m.created_at, m.updated_at
-        FROM lexical l JOIN memory_vectors m ON m.id = l.id
-        WHERE NOT EXISTS (SELECT 1 FROM dense d WHERE d.id = l.id)
+        SELECT coalesce(d.id, l.id) AS id, d.similarity, l.text_rank, d.r AS dense_rank, l.r AS lexical_rank,
+               coalesce(dense_weight / (rrf_k + d.r), 0) + coalesce(text_weight / (rrf_k + l.r), 0) AS score
+        FROM dense d FULL OUTER JOIN lexical l ON l.id = d.id
     )
-    SELECT f.id, f.user_id, f.session_id, f.namespace, f.content, f.metadata, f.similarity, f.text_rank,
-           f.dense_rank, f.lexical_rank, f.score, f.created_at, f.updated_at
-    FROM fused f
-    ORDER BY f.score DESC, f.created_at DESC
+    SELECT m.id, m.user_id, m.session_id, m.namespace, m.content, m.metadata,
+           coalesce(f.similarity, 1 - (m.embedding <=> query_embedding)), f.text_rank, f.dense_rank,
+           f.lexical_rank, f.score, m.created_at, m.updated_at
+    FROM fused f JOIN memory_vectors m ON m.id = f.id
+    ORDER BY f.score DESC, m.created_at DESC
     LIMIT match_count;
 $$;
 
