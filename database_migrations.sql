@@ -73,6 +73,16 @@ CREATE INDEX IF NOT EXISTS memory_vectors_embedding_hnsw
     ON memory_vectors USING hnsw (embedding vector_cosine_ops);
 CREATE INDEX IF NOT EXISTS memory_vectors_user_idx ON memory_vectors (user_id, namespace, created_at);
 CREATE INDEX IF NOT EXISTS memory_vectors_fts_idx ON memory_vectors USING gin (fts);
+-- searched on every turn: no pending list (fastupdate) for every search to scan until a vacuum
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'memory_vectors_fts_idx'
+                   AND relnamespace = current_schema()::regnamespace
+                   AND 'fastupdate=off' = ANY (coalesce(reloptions, '{}'))) THEN
+        ALTER INDEX memory_vectors_fts_idx SET (fastupdate = off);
+        PERFORM gin_clean_pending_list('memory_vectors_fts_idx'::regclass);
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS memory_vectors_metadata_idx ON memory_vectors USING gin (metadata jsonb_path_ops);
 
 -- Key-value records (current value) and their superseded history.
