@@ -246,7 +246,6 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY INVOKER
 SET hnsw.iterative_scan = 'relaxed_order'
-SET plan_cache_mode = 'force_generic_plan'
 AS $$
     SELECT set_config('hnsw.ef_search', greatest(100, match_count,
                coalesce(nullif(current_setting('hnsw.ef_search', true), '')::integer, 0))::text, true);
@@ -272,6 +271,8 @@ AS $$
     -- (BM25's idf; document frequencies among the tenant's matched rows) of the `rank_text` words each
     -- contains: a word every memory contains ranks little, a rare name or number ranks high. One index
     -- scan; MATERIALIZED keeps the per-word counts from being re-run per row.
+    -- at most 5,000 matching rows are read: a tenant with 100,000 memories does not pay for a word
+    -- that is in a third of them (the similarity leg still ranks the rest)
     matched AS MATERIALIZED (
         SELECT m.id, m.created_at, m.fts
         FROM memory_vectors m, websearch_to_tsquery('english', coalesce(query_text, '')) mq
@@ -282,6 +283,7 @@ AS $$
               AND (filter IS NULL OR filter = '{}'::jsonb OR m.metadata @> filter)
               AND (created_after IS NULL OR m.created_at >= created_after)
               AND (created_before IS NULL OR m.created_at < created_before)
+        LIMIT 5000
     ),
     -- N of the idf: the table's row estimate, as a search index's document count (counting the
     -- tenant's rows would read them all on every query)
