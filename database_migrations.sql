@@ -193,6 +193,9 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY INVOKER
 SET hnsw.iterative_scan = 'relaxed_order'
+-- always planned for the caller's tenant: a cached generic plan cannot tell a 40-row tenant from a
+-- 100,000-row one and picks the per-user index with an exact sort (8 ms at 5,000 rows, 170 ms at 100,000)
+SET plan_cache_mode = 'force_custom_plan'
 AS $$
     SELECT set_config('hnsw.ef_search', greatest(100, match_count,
                coalesce(nullif(current_setting('hnsw.ef_search', true), '')::integer, 0))::text, true);
@@ -246,6 +249,9 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY INVOKER
 SET hnsw.iterative_scan = 'relaxed_order'
+-- always planned for the caller's tenant: a cached generic plan cannot tell a 40-row tenant from a
+-- 100,000-row one and picks the per-user index with an exact sort (8 ms at 5,000 rows, 170 ms at 100,000)
+SET plan_cache_mode = 'force_custom_plan'
 AS $$
     SELECT set_config('hnsw.ef_search', greatest(100, match_count,
                coalesce(nullif(current_setting('hnsw.ef_search', true), '')::integer, 0))::text, true);
@@ -347,4 +353,7 @@ VALUES (1, 'initial schema: messages, summaries, vectors, kv, entities, api keys
 ON CONFLICT (version) DO NOTHING;
 INSERT INTO memory_schema_version (version, description)
 VALUES (2, 'match_memories_hybrid: dense + full-text fused in one statement')
+ON CONFLICT (version) DO NOTHING;
+INSERT INTO memory_schema_version (version, description)
+VALUES (3, 'search functions planned per call for the caller''s tenant (plan_cache_mode)')
 ON CONFLICT (version) DO NOTHING;

@@ -259,3 +259,18 @@ def test_cli_migrate_on_plain_postgres_exits_2(capsys: pytest.CaptureFixture[str
     lines = [line for line in err.splitlines() if "error:" in line]
     assert len(lines) == 1 and "`vector` extension is missing" in lines[0]
     assert "Traceback" not in err
+
+
+async def test_search_functions_plan_per_call_and_a_version_2_schema_is_upgraded(fresh_dsn: str) -> None:
+    """Both search functions force a custom plan (a generic one cannot tell a small tenant from a huge one)."""
+    config_sql = "SELECT proconfig FROM pg_proc WHERE proname = %s"
+    await migrate(fresh_dsn, embedding_dim=384)
+    async with await psycopg.AsyncConnection.connect(fresh_dsn, autocommit=True) as conn:
+        for fn in ("match_memories", "match_memories_hybrid"):  # as schema version 2 left them
+            await conn.execute(f"ALTER FUNCTION {fn} RESET plan_cache_mode")
+        await conn.execute("DELETE FROM memory_schema_version WHERE version = 3")
+    assert "plan_cache_mode=force_custom_plan" not in (await scalar(fresh_dsn, config_sql, ("match_memories",)))
+    report = await migrate(fresh_dsn, embedding_dim=384)
+    assert report.applied and report.current_version == SCHEMA_VERSION == 3
+    for fn in ("match_memories", "match_memories_hybrid"):
+        assert "plan_cache_mode=force_custom_plan" in (await scalar(fresh_dsn, config_sql, (fn,)))

@@ -452,7 +452,8 @@ STEER_MEMORIES = [
 async def test_steered_context_embeds_the_query_before_the_names_and_matches_get_context(
     memory: VectorDatabaseMemory, uid: str, names: list[str]
 ) -> None:
-    """The query is embedded while the entity names are looked up; the answer equals awaiting them first."""
+    """The unsteered search runs while the entity names are looked up (its answer is used when there are
+    none; names run it again with them); one embedding; the answer equals awaiting the names first."""
     await memory.store_many([{"content": c, "user_id": uid} for c in STEER_MEMORIES])
     request = {"query": "who handles the meeting plan", "user_id": uid, "k": 2, "threshold": -1.0}
     expected = await memory.get_context({**request, **({"entities": names} if names else {})})
@@ -481,7 +482,8 @@ async def test_steered_context_embeds_the_query_before_the_names_and_matches_get
         got = await memory.get_steered_context(request, entities=late_names())
     finally:
         del embedder.embed, backend.hybrid_search
-    assert calls == ["embed", "names", "search"]  # one embedding, one statement after the names
+    # the search does not wait for the names; a second statement only when names steer it
+    assert calls == (["embed", "search", "names", "search"] if names else ["embed", "search", "names"])
     assert [i["id"] for i in got.items] == [i["id"] for i in expected.items]
     assert got["mode"] == expected["mode"] and got["entities"] == expected["entities"]
     assert [i["score"] for i in got.items] == pytest.approx([i["score"] for i in expected.items])

@@ -402,24 +402,34 @@ class VectorDatabaseMemory(BaseMemory):
     ) -> MemoryContext:
         """``get_context`` steered by entity names still being looked up (``entities``, awaited here).
 
-        The query's embedding is computed while the names are looked up; the names, when non-empty,
-        become ``filters["entities"]``. Same answer as awaiting the names first and calling ``get_context``.
+        The unsteered search starts at once, while the names are looked up: when the query names no
+        entity (the usual turn) its answer is used and the lookup costs no latency. Names, when found,
+        become ``filters["entities"]`` and the search is run again with them (the first answer is
+        dropped). Same answer as awaiting the names first and calling ``get_context``.
         """
         req = ContextRequest.from_any(query)
         early: asyncio.Future[np.ndarray] | None = None
         if req.query.strip():
             embedder, _ = await self._ready()
             early = asyncio.ensure_future(_first(embedder.embed([req.query])))
+        unsteered = asyncio.ensure_future(self._context(req, max_tokens, early))
+        dropped = False
         try:
             names = _clean_terms(await entities)
-            if names:
-                req = replace(req, filters={**req.filters, "entities": names})
+            if not names:
+                return await unsteered
+            dropped = True
+            req = replace(req, filters={**req.filters, "entities": names})
             return await self._context(req, max_tokens, early)
         finally:
             if inspect.iscoroutine(entities):
                 entities.close()  # never awaited when the request was invalid: no "never awaited" warning
-            if early is not None:
-                await _settle(early)
+            if dropped and not unsteered.done():
+                unsteered.add_done_callback(_retrieve)  # left to finish: cancelling a statement costs more
+            else:
+                await _settle(unsteered)
+                if early is not None:
+                    await _settle(early)
 
     def _scope_of(self, kw: Mapping[str, Any]) -> Scope:
         """The validated search scope of ``search``'s keyword arguments."""
@@ -688,6 +698,12 @@ def _when(value: Any, name: str) -> datetime | None:
     if value.tzinfo is None:
         raise ValidationError(f"'{name}' must be timezone-aware", field=name)
     return value
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark ``task``'s outcome as seen (no "exception never retrieved" warning for a dropped answer)."""
+    if task.done() and not task.cancelled():
+        task.exception()
 
 
 async def _settle(task: asyncio.Future[Any]) -> None:

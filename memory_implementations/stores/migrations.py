@@ -20,7 +20,7 @@ from ..errors import BackendUnavailable, ExtensionMissing, SchemaMismatch
 
 log = structlog.get_logger("memory_implementations.migrations")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DIM = 1536
 HNSW_VECTOR_MAX_DIM = 2000
 _LOCK_ID = 0x6D656D6F7279  # "memory"
