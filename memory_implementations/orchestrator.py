@@ -127,7 +127,7 @@ def relevant_entities(
         if section == "vector_search":
             chosen = sorted(items, key=lambda i: -float(i.get("score") or 0.0))[:top]
         texts += [str(item.get("content") or "") for item in chosen]
-    words = f" {_name_key(' '.join(texts))} "
+    blob = " ".join(texts).casefold()
     first_person = FIRST_PERSON.search(query) is not None
     kept: list[dict[str, Any]] = []
     for item in entities:
@@ -138,15 +138,22 @@ def relevant_entities(
         if not isinstance(entity, Mapping) or not (entity.get("attributes") or entity.get("relationships")):
             continue  # a bare name says nothing the retrieved memories do not
         names = [entity.get("name"), *entity.get("aliases", [])]
-        if any(isinstance(n, str) and n.strip() and f" {_name_key(n)} " in words for n in names):
+        if any(isinstance(n, str) and _names_in(n, blob) for n in names):
             kept.append(item)
     return kept
 
 
 _WORD = re.compile(r"\w+")
-def _name_key(name: str) -> str:
-    """Text as names are compared: its words, case-folded, single-spaced (whole words match with padding)."""
-    return " ".join(_WORD.findall(name.casefold()))
+
+
+def _names_in(name: str, blob: str) -> bool:
+    """Whether ``name``'s words occur in ``blob`` (case-folded) as whole words, in order, separated by
+    anything that is not a word character ("New York" is in "new-york", "Ann" is not in "Annual")."""
+    words = _WORD.findall(name.casefold())
+    if not words or words[0] not in blob:  # the cheap test first: most names are not there at all
+        return False
+    pattern = r"(?<!\w)" + r"\W+".join(map(re.escape, words)) + r"(?!\w)"
+    return re.search(pattern, blob) is not None
 
 
 def _aware(value: datetime | str | None) -> datetime | None:
@@ -233,8 +240,7 @@ class MemoryOrchestrator:
         return self._stores
 
     def _embedding_dim(self) -> int | None:
-        if self.config.embedding_dim:
-            return self.config.embedding_dim
+        # only a tier that embeds decides the dimension (it already honours config.embedding_dim)
         for tier in self.memories.values():
             dim = tier.embedding_dim()
             if dim:
