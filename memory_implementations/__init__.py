@@ -14,6 +14,7 @@ from .errors import (
     SchemaMismatch,
     ValidationError,
 )
+from .logging import install_library_logging
 from .memories import (
     ConversationBufferMemory,
     ConversationSummaryMemory,
@@ -29,6 +30,9 @@ from .turns import MemoryTurn, remember_turn
 from .types import ContextRequest, HealthStatus, MemoryContext, MemoryType, Message, StoredRef
 
 __version__ = "0.1.0"
+
+# A library is quiet: our logs go to stdlib ``logging`` (NullHandler) until the application configures it.
+install_library_logging()
 
 __all__ = [
     "BackendUnavailable",

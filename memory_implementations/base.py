@@ -11,6 +11,7 @@ import structlog
 
 from .config import MemoryConfig
 from .errors import BackendUnavailable
+from .logging import set_library_level
 from .stores import Stores
 from .tokens import Tokenizer, get_tokenizer
 from .types import ContextRequest, HealthState, HealthStatus, MemoryContext, MemoryType, Message, StoredRef
@@ -29,6 +30,8 @@ class BaseMemory(ABC):
     def __init__(self, config: Mapping[str, Any] | MemoryConfig | None = None, *, stores: Stores | None = None) -> None:
         """Validate the configuration; no I/O happens until ``initialize``."""
         self.config = MemoryConfig.from_any(config)
+        if "log_level" in self.config.model_fields_set:  # explicit only: by default the application decides
+            set_library_level(self.config.log_level)
         self._stores = stores
         self._owns_stores = stores is None
         self._initialized = False

@@ -35,6 +35,7 @@ DEFAULT_PRIORITY = {
     "key_value": 0.05,
 }
 DEFAULT_ENTITY_TYPES = ["person", "organization", "location", "concept"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _default_data_dir() -> str:
@@ -141,7 +142,13 @@ class MemoryConfig(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PRIORITY), validation_alias=_env("default_context_priority")
     )
     tier_timeout_ms: float = Field(250.0, gt=0, validation_alias=_env("tier_timeout_ms"))
+    # load the embedding model, the tokenizer and one read per tier in initialize(), so the first turn
+    # meets tier_timeout_ms (MemoryOrchestrator.warm_up)
+    warm_up: bool = Field(True, validation_alias=_env("warm_up"))
     background_concurrency: int = Field(4, ge=1, le=256, validation_alias=_env("background_concurrency"))
+    # Threshold of the ``memory_implementations`` logger, applied by every tier (hence the orchestrator)
+    # only when set explicitly (code, MEMORY_LOG_LEVEL or the config file); left at its default the
+    # application's logging configuration alone decides. See memory_implementations.logging.
     log_level: str = Field("INFO", validation_alias=_env("log_level"))
 
     config_file: str | None = Field(None, validation_alias=_env("config_file"), exclude=True)
@@ -188,6 +195,14 @@ class MemoryConfig(BaseSettings):
         if not any(w > 0 for w in value.values()):
             raise ValueError("at least one weight must be > 0")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}; allowed: {', '.join(LOG_LEVELS)}")
+        return level
 
     @model_validator(mode="after")
     def _dims(self) -> MemoryConfig:
@@ -286,4 +301,4 @@ def _to_config_error(exc: PydanticValidationError) -> ConfigError:
     return ConfigError(f"config key {key!r} is invalid: {detail}{allowed} (got {shown})", field=key)
 
 
-__all__ = ["DEFAULT_PRIORITY", "PRIORITY_KEYS", "MemoryConfig"]
+__all__ = ["DEFAULT_PRIORITY", "LOG_LEVELS", "PRIORITY_KEYS", "MemoryConfig"]

@@ -1,10 +1,20 @@
-"""structlog configuration: JSON lines for the service, a pretty console for the CLI; secrets masked.
+"""Logging: quiet as a library, JSON lines for the service, a pretty console for the CLI; secrets masked.
 
-``configure_logging(level, json=...)`` sets up structlog and routes the standard library's ``logging``
-(psycopg, uvicorn, httpx ...) through the same processors, so every line passes :func:`mask_secrets`:
-values of keys that name a secret (``*key*``, ``*password*``, ``*secret*``, ``*token*`` ...) become
-``***`` and passwords inside URLs/DSNs (``postgresql://user:pw@host`` -> ``postgresql://user:***@host``)
-are masked wherever they appear, including the event text and formatted tracebacks.
+As a library (:func:`install_library_logging`, run when the package is imported) nothing is printed:
+unless the application configured structlog itself, our structlog events are handed to the standard
+library's ``logging`` under the ``memory_implementations`` logger hierarchy, which carries a
+``logging.NullHandler`` and a :class:`MaskSecretsFilter`. The application decides what is shown
+(``logging.basicConfig(level=logging.WARNING)`` shows our warnings), as with any Python library.
+Events reach ``logging`` as a dict that prints as ``event key=value ...`` under a plain formatter and is
+rendered natively by ``structlog.stdlib.ProcessorFormatter``; it carries an ISO 8601 UTC ``timestamp``,
+the one format every output of this package uses.
+
+``configure_logging(level, json=...)`` (the CLI and ``serve``; an application may call it too) sets up
+structlog and routes the standard library's ``logging`` (psycopg, uvicorn, httpx ...) through the same
+processors, so every line passes :func:`mask_secrets`: values of keys that name a secret (``*key*``,
+``*password*``, ``*secret*``, ``*token*`` ...) become ``***`` and passwords inside URLs/DSNs
+(``postgresql://user:pw@host`` -> ``postgresql://user:***@host``) are masked wherever they appear,
+including the event text and formatted tracebacks.
 """
 
 from __future__ import annotations
@@ -76,6 +86,132 @@ def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) ->
     return event_dict
 
 
+def _mask_arg(value: Any) -> Any:
+    """Mask one ``%``-argument of a log record, keeping numbers (``%d``) and unaffected objects as they are."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    masked_value = mask_value(None, value)
+    if masked_value is not value or isinstance(value, str):
+        return masked_value
+    text = str(value)
+    cleaned = mask_text(text)
+    return cleaned if cleaned != text else value
+
+
+class MaskSecretsFilter(stdlib_logging.Filter):
+    """``logging.Filter`` that masks secrets in a record's message, arguments, structlog event and traceback.
+
+    Attached to the ``memory_implementations`` loggers by :func:`install_library_logging`; add it to your own
+    handler (``handler.addFilter(MaskSecretsFilter())``) to mask third-party lines (psycopg, httpx ...) too.
+    """
+
+    def filter(self, record: stdlib_logging.LogRecord) -> bool:
+        """Mask ``record`` in place; never drops it."""
+        msg = record.msg
+        if isinstance(msg, dict):  # a structlog event dict (ours or ProcessorFormatter.wrap_for_formatter's)
+            mask_secrets(None, record.levelname.lower(), msg)
+        elif isinstance(msg, str):
+            record.msg = mask_text(msg)
+        else:
+            record.msg = _mask_arg(msg)
+        if isinstance(record.args, Mapping):
+            record.args = {k: mask_value(str(k), v) for k, v in record.args.items()}
+        elif record.args:
+            record.args = tuple(_mask_arg(a) for a in record.args)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = stdlib_logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
+        return True
+
+
+LIBRARY_LOGGER = "memory_implementations"
+_PLAIN_HIDDEN = frozenset({"event", "timestamp", "level", "logger", "exception", "stack"})
+_FILTER = MaskSecretsFilter()
+
+
+class _StdlibEvent(dict[str, Any]):
+    """A structlog event handed to ``logging``: prints as ``event key=value ...`` under a plain formatter."""
+
+    def __str__(self) -> str:
+        """``event key=value ...`` plus the exception/stack text, as a plain ``logging.Formatter`` shows it."""
+        parts = [str(self.get("event", ""))]
+        for key, value in self.items():
+            if key in _PLAIN_HIDDEN or key.startswith("_"):
+                continue
+            plain = isinstance(value, str) and value and not any(c.isspace() for c in value)
+            parts.append(f"{key}={value}" if plain else f"{key}={value!r}")
+        extra = [str(self[k]) for k in ("stack", "exception") if self.get(k)]
+        return "\n".join([" ".join(parts), *extra])
+
+
+def _to_stdlib(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Last structlog processor: pass the event to the stdlib logger, ProcessorFormatter-compatible."""
+    return (_StdlibEvent(event_dict),), {"extra": {"_logger": logger, "_name": method_name}}
+
+
+class _LibraryLoggerFactory(structlog.stdlib.LoggerFactory):
+    """``structlog.stdlib.LoggerFactory`` that puts :class:`MaskSecretsFilter` on our own loggers."""
+
+    def __call__(self, *args: Any) -> Any:
+        """The stdlib logger named by ``args``, masked when it belongs to ``memory_implementations``."""
+        logger = super().__call__(*args)
+        if (logger.name == LIBRARY_LOGGER or logger.name.startswith(LIBRARY_LOGGER + ".")) and (
+            _FILTER not in logger.filters
+        ):
+            logger.addFilter(_FILTER)
+        return logger
+
+
+def _timestamper() -> Processor:
+    """The one timestamp format of every output: ISO 8601 in UTC (``2026-12-03T10:00:00.123456Z``)."""
+    return structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+def install_library_logging() -> bool:
+    """Make the package quiet by default: NullHandler + masking on ``memory_implementations``, structlog -> stdlib.
+
+    structlog is configured only when the application has not configured it (``structlog.is_configured()``);
+    returns whether it was. Loggers are not cached, so a later ``structlog.configure`` (or
+    :func:`configure_logging`) by the application takes effect everywhere. Idempotent.
+    """
+    library = stdlib_logging.getLogger(LIBRARY_LOGGER)
+    if not any(isinstance(h, stdlib_logging.NullHandler) for h in library.handlers):
+        library.addHandler(stdlib_logging.NullHandler())
+    if _FILTER not in library.filters:
+        library.addFilter(_FILTER)
+    if structlog.is_configured():
+        return False
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            _timestamper(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            mask_secrets,
+            _to_stdlib,
+        ],
+        logger_factory=_LibraryLoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    return True
+
+
+def set_library_level(level: str | int | None) -> None:
+    """Set the threshold of the ``memory_implementations`` logger (None: NOTSET, the application's levels decide)."""
+    number = stdlib_logging.NOTSET if level is None else _level_number(level)
+    stdlib_logging.getLogger(LIBRARY_LOGGER).setLevel(number)
+
+
 class _Stderr:
     """Writes to whatever ``sys.stderr`` is at write time (survives pytest's capture swapping it)."""
 
@@ -108,7 +244,7 @@ def configure_logging(level: str | int = "INFO", json: bool = False, *, stream: 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamper(),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
         mask_secrets,
@@ -150,4 +286,16 @@ def masked(data: MutableMapping[str, Any] | Mapping[str, Any]) -> dict[str, Any]
     return {str(k): mask_value(str(k), v) for k, v in data.items()}
 
 
-__all__ = ["MASK", "configure_logging", "is_secret_key", "mask_secrets", "mask_text", "mask_value", "masked"]
+__all__ = [
+    "LIBRARY_LOGGER",
+    "MASK",
+    "MaskSecretsFilter",
+    "configure_logging",
+    "install_library_logging",
+    "is_secret_key",
+    "mask_secrets",
+    "mask_text",
+    "mask_value",
+    "masked",
+    "set_library_level",
+]

@@ -83,6 +83,9 @@ SESSION_TIERS = CONVERSATION_TIERS
 #: Share of the vector tier's deadline it may spend waiting for entity steering.
 STEERING_SHARE = 0.4
 HEALTH_TIMEOUT_S = 5.0
+# a first model load from a cold disk takes seconds; a dead backend must not hold start-up long
+WARM_UP_TIMEOUT_S = 15.0
+WARM_UP_USER = "memory-warm-up"  # reads only: nothing is stored for it
 #: The long-term room estimated per (user, session) is scaled by ROOM_MARGIN and padded by ROOM_SLACK tokens.
 ROOM_MARGIN = 1.25
 ROOM_SLACK = 100
@@ -277,6 +280,43 @@ class MemoryOrchestrator:
                 log.warning("tier_init_failed", tier=mt.value, error=str(res))
             self._initialized = True
             self._closed = False
+            if self.config.warm_up:
+                await self.warm_up()
+
+    async def warm_up(self, *, timeout_s: float = WARM_UP_TIMEOUT_S) -> dict[str, str]:
+        """Load what a turn needs (embedding model, tokenizer, a connection and a read per tier) ahead of the first.
+
+        ``initialize()`` runs it unless ``warm_up=False``: without it the first turn of a process pays the
+        model load and misses ``tier_timeout_ms``. One read-only context read for a reserved user, under a
+        ``timeout_s`` deadline per tier. Returns the tiers that could not warm (and why); never raises.
+        """
+        watch = Stopwatch()
+        failed: dict[str, str] = {}
+        try:
+            get_tokenizer(self.config.tokenizer_model).count("warm up")
+            vector = self.memories.get(MemoryType.VECTOR_DATABASE)
+            model = getattr(getattr(vector, "embedder", None), "backend", None) if vector is not None else None
+            if model is not None and getattr(model, "kind", "") != "remote" and hasattr(model, "embed_batch"):
+                # the model itself, past the embedding cache: the first turn's question will not be cached
+                await asyncio.wait_for(model.embed_batch(["warm up"]), timeout_s)
+            req = ContextRequest(query="What do you remember about me?", user_id=WARM_UP_USER, session_id=WARM_UP_USER)
+            ctx = await asyncio.wait_for(
+                self.get_comprehensive_context(req, tier_timeout_ms=timeout_s * 1000), timeout_s + 1
+            )
+            failed.update(ctx.degraded)
+        except Exception as exc:  # warming is an optimisation: the first turn loads what is missing
+            failed["orchestrator"] = _reason(exc, timeout_s * 1000)
+        finally:
+            self._others_demand.pop((WARM_UP_USER, WARM_UP_USER), None)
+        try:  # the read left cache markers for the reserved user: leave nothing behind
+            await self._sweep_redis(self.stores, WARM_UP_USER)
+        except Exception as exc:
+            failed["redis"] = _reason(exc, 0)
+        if failed:
+            log.warning("warm_up_incomplete", degraded=failed, ms=round(watch.ms, 1))
+        else:
+            log.debug("warm_up_done", ms=round(watch.ms, 1))
+        return failed
 
     async def _ensure(self) -> Stores:
         if not self._initialized:

@@ -136,6 +136,32 @@ class ContextRequest:
     filters: dict[str, Any] = field(default_factory=dict)
     memory_types: list[MemoryType] | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a malformed request before any tier reads (ValidationError naming the field).
+
+        ``query`` may be empty: no search, each tier returns what it has without one (recent
+        conversation, profile, most recent memories). ``session_id`` may be omitted: no conversation
+        section, long-term memory only.
+        """
+        if not isinstance(self.query, str):
+            raise ValidationError(
+                f"'query' must be a string (\"\" for no search), got {type(self.query).__name__}", field="query"
+            )
+        _check_name(self.user_id, "user_id")
+        if self.session_id is not None:
+            _check_name(self.session_id, "session_id")
+        if self.namespace is not None:
+            _check_name(self.namespace, "namespace")
+        mtt = self.max_total_tokens
+        if mtt is not None and (not isinstance(mtt, int) or isinstance(mtt, bool) or mtt <= 0):
+            raise ValidationError(
+                f"'max_total_tokens' must be a positive integer, got {mtt!r}", field="max_total_tokens"
+            )
+        if self.weights is not None and not isinstance(self.weights, Mapping):
+            raise ValidationError("'weights' must be a mapping of section name to number", field="weights")
+        if not isinstance(self.filters, Mapping):
+            raise ValidationError(f"'filters' must be a mapping, got {type(self.filters).__name__}", field="filters")
+
     @classmethod
     def from_any(cls, query: Mapping[str, Any] | ContextRequest | str | None) -> ContextRequest:
         """Build a request from the seed's dict, a plain query string, or a request."""
@@ -152,23 +178,26 @@ class ContextRequest:
         filters = dict(query.get("filters") or {})
         for key in unknown:
             filters[key] = query[key]
-        q = query.get("query", "") or ""
-        if not isinstance(q, str):
-            raise ValidationError("'query' must be a string", field="query")
-        mtt = query.get("max_total_tokens")
-        if mtt is not None and (not isinstance(mtt, int) or isinstance(mtt, bool) or mtt <= 0):
-            raise ValidationError("'max_total_tokens' must be a positive integer", field="max_total_tokens")
+        q = query.get("query")
         return cls(
-            query=q,
+            query="" if q is None else q,
             session_id=query.get("session_id"),
-            user_id=query.get("user_id") or "default",
-            max_total_tokens=mtt,
+            user_id="default" if query.get("user_id") is None else query["user_id"],
+            max_total_tokens=query.get("max_total_tokens"),
             namespace=query.get("namespace"),
             model=query.get("model"),
             weights=query.get("weights"),
             filters=filters,
             memory_types=query.get("memory_types"),
         )
+
+
+def _check_name(value: Any, name: str) -> None:
+    """A user, session or namespace id: a non-blank string without NUL characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"'{name}' must be a non-empty string, got {value!r}", field=name)
+    if "\x00" in value:
+        raise ValidationError(f"'{name}' must not contain NUL characters", field=name)
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import structlog
 from pg_helpers import fresh_database
@@ -214,8 +215,11 @@ def test_migrate_without_a_dsn_uses_the_embedded_postgres(
     assert code == 1 and "(embedded)" in out and str(tmp_path / "data") in out
     code, out, _ = run(["migrate", "--embedding-dim", "64"], capsys)
     assert code == 0 and "migrated" in out and "(embedded)" in out
-    code, out, _ = run(["migrate", "--check"], capsys)
+    code, out, _ = run(["migrate", "--check", "--embedding-dim", "64"], capsys)
     assert code == 0 and "vector(64)" in out
+    # without the flag the configured (local, 384) embedder's dimension is wanted: the empty table would change
+    code, out, _ = run(["migrate", "--check"], capsys)
+    assert code == 1 and "from vector(64) to vector(384)" in out
     assert (tmp_path / "data" / "postgres").is_dir()
 
 
@@ -223,10 +227,15 @@ def test_migrate_dimension_mismatch_exits_2_and_changes_nothing(
     fresh_dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["migrate", "--dsn", fresh_dsn, "--embedding-dim", "384"], capsys)[0] == 0
+    vec = "[" + ",".join(["0.1"] * 384) + "]"
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO memory_vectors (user_id, content, content_hash, embedding) "
+                     "VALUES ('u', 'kept', 'h', %s::vector)", (vec,))
     code, _, err = run(["migrate", "--dsn", fresh_dsn, "--embedding-dim", "1536"], capsys)
     assert code == 2
     lines = error_lines(err)
     assert len(lines) == 1 and "embedding_dim mismatch" in lines[0] and "Nothing was changed" in lines[0]
+    assert "--embedding-dim 1536 needs vector(1536)" in lines[0] and "is vector(384) and holds 1 rows" in lines[0]
     code, out, _ = run(["migrate", "--dsn", fresh_dsn, "--check"], capsys)
     assert code == 0 and "vector(384)" in out
 

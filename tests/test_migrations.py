@@ -12,6 +12,7 @@ import pytest
 from pg_helpers import PLAIN_PG_DSN, fresh_database
 
 from memory_implementations.cli import main
+from memory_implementations.config import MemoryConfig
 from memory_implementations.errors import BackendUnavailable, ExtensionMissing, SchemaMismatch
 from memory_implementations.stores.migrations import (
     SCHEMA_VERSION,
@@ -54,6 +55,9 @@ SELECT string_agg(line, E'\\n' ORDER BY line) FROM (
     UNION ALL SELECT format('ver %s %s %s', version, description, applied_at) FROM memory_schema_version
 ) lines(line)
 """
+
+
+HNSW_INDEXDEF = "SELECT indexdef FROM pg_indexes WHERE indexname = 'memory_vectors_embedding_hnsw'"
 
 
 @pytest.fixture
@@ -186,6 +190,7 @@ async def test_dimension_mismatch_raises_and_changes_nothing(fresh_dsn: str) -> 
         with pytest.raises(SchemaMismatch) as info:
             await migrate(fresh_dsn, embedding_dim=1536, check=check)
         assert "vector(384)" in str(info.value) and "vector(1536)" in str(info.value)
+        assert "holds 1 rows" in str(info.value) and "migrate --embedding-dim 1536" in str(info.value)
         assert info.value.field == "embedding_dim"
     with pytest.raises(SchemaMismatch):
         await migrate(fresh_dsn, embedding_dim=3072)
@@ -199,9 +204,51 @@ async def test_unspecified_dimension_keeps_the_existing_one(fresh_dsn: str) -> N
     assert report.embedding_type == "vector(384)"
 
 
-async def test_unspecified_dimension_on_a_new_store_is_1536(fresh_dsn: str) -> None:
-    report = await migrate(fresh_dsn, embedding_dim=None)
-    assert report.embedding_type == "vector(1536)"
+async def test_unspecified_dimension_on_a_new_store_is_the_configured_embedders(
+    fresh_dsn: str, pg_dsn: str
+) -> None:
+    # no key: the local embedder's 384
+    local = await migrate(fresh_dsn, embedding_dim=None, config=MemoryConfig.from_any({"embedding_provider": "auto"}))
+    assert local.embedding_type == "vector(384)"
+    async with fresh_database(pg_dsn) as other:  # an OpenAI key: text-embedding-3-small's 1536
+        keyed = MemoryConfig.from_any({"openai_api_key": "sk-test", "embedding_provider": "auto"})
+        assert (await migrate(other, embedding_dim=None, config=keyed)).embedding_type == "vector(1536)"
+
+
+async def test_an_empty_table_of_another_dimension_is_retyped(fresh_dsn: str) -> None:
+    # e.g. `psql -f database_migrations.sql` (vector(1536)), then a 384-dimensional embedder
+    await migrate(fresh_dsn, embedding_dim=1536)
+    check = await migrate(fresh_dsn, embedding_dim=384, check=True)
+    assert check.retyped_from == "vector(1536)" and not check.up_to_date
+    assert await scalar(fresh_dsn, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                        "WHERE attrelid = 'memory_vectors'::regclass AND attname = 'embedding'") == "vector(1536)"
+    report = await migrate(fresh_dsn, embedding_dim=384)
+    assert (report.embedding_type, report.retyped_from, report.applied) == ("vector(384)", "vector(1536)", True)
+    vec = "[" + ",".join(["1"] + ["0"] * 383) + "]"
+    await scalar(fresh_dsn, "INSERT INTO memory_vectors (user_id, content, content_hash, embedding) "
+                 "VALUES ('u', 'x', 'h', %s::vector) RETURNING id", (vec,))
+    assert await scalar(fresh_dsn, "SELECT content FROM match_memories(%s::vector, 0.5, 5)", (vec,)) == "x"
+    assert await scalar(fresh_dsn, "SELECT content FROM match_memories_hybrid(%s::vector, 'x', 0.5, 5, "
+                        "'{}'::jsonb, 'u')", (vec,)) == "x"
+    indexdef = await scalar(fresh_dsn, HNSW_INDEXDEF)
+    assert isinstance(indexdef, str) and "hnsw" in indexdef and "vector_cosine_ops" in indexdef
+    again = await migrate(fresh_dsn, embedding_dim=384, check=True)
+    assert again.up_to_date and again.retyped_from is None
+
+
+async def test_an_empty_table_is_retyped_to_halfvec_without_leftover_functions(fresh_dsn: str) -> None:
+    await migrate(fresh_dsn, embedding_dim=1536)
+    report = await migrate(fresh_dsn, embedding_dim=3072)
+    assert report.embedding_type == "halfvec(3072)"
+    signatures = await scalar(fresh_dsn, "SELECT string_agg(oid::regprocedure::text, ' ') FROM pg_proc "
+                              "WHERE proname IN ('match_memories', 'match_memories_hybrid')")
+    assert isinstance(signatures, str) and signatures.count("halfvec") == 2 and "(vector" not in signatures
+    indexdef = await scalar(fresh_dsn, HNSW_INDEXDEF)
+    assert isinstance(indexdef, str) and "halfvec_cosine_ops" in indexdef
+    vec = "[" + ",".join(["0.5"] * 3072) + "]"
+    await scalar(fresh_dsn, "INSERT INTO memory_vectors (user_id, content, content_hash, embedding) "
+                 "VALUES ('u', 'y', 'h', %s::halfvec) RETURNING id", (vec,))
+    assert await scalar(fresh_dsn, "SELECT content FROM match_memories(%s::halfvec, 0.5, 5)", (vec,)) == "y"
 
 
 async def test_concurrent_migrations_all_succeed(fresh_dsn: str) -> None:

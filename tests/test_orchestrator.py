@@ -194,7 +194,8 @@ async def test_parallel_mode_queries_tiers_concurrently_and_sequential_mode_does
         second = fake(MemoryType.KEY_VALUE_STORE)(base_config, sets=started, log=log,
                                                   items=[{"content": "k1", "score": 1}])
         o = MemoryOrchestrator(
-            {**base_config, "enabled_memories": [], "parallel_queries": parallel, "tier_timeout_ms": 300},
+            {**base_config, "enabled_memories": [], "parallel_queries": parallel, "tier_timeout_ms": 300,
+             "warm_up": False},  # the events are one-shot: the warm-up read would use them up
             stores=stores, memories=make(first, second),
         )
         ctx = await o.get_comprehensive_context({"query": "q", "session_id": sid, "user_id": uid})
@@ -617,3 +618,43 @@ async def test_opens_and_closes_its_own_stores_and_exposes_tiers(base_config: di
     summary_only = MemoryOrchestrator({**base_config, "enabled_memories": [MemoryType.CONVERSATION_SUMMARY]})
     assert isinstance(summary_only.memories[MemoryType.CONVERSATION_SUMMARY], ConversationSummaryMemory)
     assert summary_only.required == {MemoryType.CONVERSATION_SUMMARY}
+
+
+async def test_initialize_warms_what_the_first_turn_needs_and_leaves_nothing_behind(
+    base_config: dict[str, Any], stores: Stores
+) -> None:
+    """initialize() loads the embedding model and reads every tier once (reserved user, nothing kept)."""
+    from memory_implementations.orchestrator import WARM_UP_USER
+    from memory_implementations.providers.local_embedder import MiniLMEmbedder
+
+    def model_loaded(o: MemoryOrchestrator) -> bool:
+        vector = o.memories[MemoryType.VECTOR_DATABASE]
+        assert isinstance(vector, VectorDatabaseMemory)
+        model = vector.embedder.backend  # the cache wraps the model
+        assert isinstance(model, MiniLMEmbedder)
+        return model.load_seconds is not None
+
+    private = {**base_config, "embedding_provider": "local"}
+    cold = MemoryOrchestrator({**private, "warm_up": False})
+    await cold.initialize()
+    assert not model_loaded(cold)  # lazy: the first turn would pay for the load
+    await cold.close()
+    warm = MemoryOrchestrator(dict(private))
+    seen: list[str] = []
+    for tier in warm.memories.values():
+        method = "get_steered_context" if isinstance(tier, VectorDatabaseMemory) else "get_context"
+        real = getattr(tier, method)
+
+        async def spy(*a: Any, _real: Any = real, _name: str = tier.memory_type.value, **kw: Any) -> Any:
+            seen.append(_name)
+            return await _real(*a, **kw)
+
+        setattr(tier, method, spy)
+    await warm.initialize()
+    assert model_loaded(warm)
+    assert "vector_database" in seen and len(seen) >= 4  # every tier was read once
+    assert await warm.warm_up() == {}  # nothing degraded
+    assert await redis_keys(warm.stores, WARM_UP_USER) == []
+    for table in ("memory_messages", "memory_vectors", "memory_entities", "memory_kv"):
+        assert await count_rows(warm.stores, table, WARM_UP_USER) == 0
+    await warm.close()

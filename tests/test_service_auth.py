@@ -23,7 +23,7 @@ def _err(r) -> dict:
 
 def test_missing_key_is_401_with_json_error(live):
     with live.client() as c:
-        r = c.post("/v1/context", json={"query": "hi"})
+        r = c.post("/v1/context", json={"query": "hi", "session_id": "s"})
     assert r.status_code == 401
     err = _err(r)
     assert err["code"] == "unauthorized" and err["field"] == "authorization" and "missing" in err["message"]
@@ -78,7 +78,7 @@ def test_key_of_user_a_gets_403_on_user_b(live, keys):
         c.put("/v1/kv/secrets/code", json={"value": 4711})
     with live.client(key_a) as c:
         attempts = [
-            c.post("/v1/context", json={"query": "safe code", "user_id": b}),
+            c.post("/v1/context", json={"query": "safe code", "session_id": "s", "user_id": b}),
             c.post("/v1/turns", json={"session_id": "s", "user_id": b, "user_message": "x", "assistant_message": "y"}),
             c.post("/v1/memories", json={"content": "planted", "user_id": b}),
             c.post("/v1/memories/batch", json={"user_id": b, "memories": [{"content": "planted"}]}),

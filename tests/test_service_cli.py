@@ -63,8 +63,8 @@ class ServeProcess:
                 raise RuntimeError(f"serve did not start:\n{log_file.read_text()}")
             time.sleep(0.2)
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
         try:
             code = self.proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -152,3 +152,34 @@ def test_serve_rejects_a_bad_port(config_file):
         timeout=60,
     )
     assert out.returncode != 0 and "--port" in out.stderr
+
+
+def _processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that mention ``path`` (the embedded servers name their data dir)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(path) in text:
+            found.append(text)
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_on_the_embedded_default_stops_its_servers_on_sigterm_and_ctrl_c(tmp_path, sig):
+    """kill/systemd/docker stop send SIGTERM: the embedded PostgreSQL and Redis must not outlive serve."""
+    data_dir = tmp_path / "data"
+    config = _toml({"data_dir": str(data_dir), "embedding_provider": "local", "llm_provider": "offline"},
+                   tmp_path / "embedded.toml")
+    env = {"HOME": str(tmp_path)}
+    server = ServeProcess(config, tmp_path / "serve.log", env=env)
+    assert _processes_using(data_dir), "the embedded servers run inside the data dir"
+    code = server.stop(sig)
+    assert code == (143 if sig == signal.SIGTERM else 130) or (sig == signal.SIGINT and code == 0), code
+    deadline = time.monotonic() + 30  # the servers stop on the way out; give a slow machine time
+    while _processes_using(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_using(data_dir) == []
+    assert "service_stopped" in server.log_file.read_text()

@@ -120,7 +120,7 @@ def test_postgres_absent_at_start_serves_503_then_liveness_200(service_config):
             ready = c.get("/health/ready")
             assert ready.status_code == 503
             assert ready.json()["status"] == "unhealthy" and "PostgreSQL" in ready.json()["error"]
-            api = c.post("/v1/context", json={"query": "x"})
+            api = c.post("/v1/context", json={"query": "x", "session_id": "s"})
             assert api.status_code == 503 and api.json()["error"]["code"] == "backend_unavailable"
             time.sleep(0.5)  # the background retry keeps failing without crashing the server
             assert c.get("/health/ready").status_code == 503

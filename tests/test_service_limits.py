@@ -52,7 +52,7 @@ def test_token_bucket_429_with_retry_after_per_key(limited, keys):
     with limited.client(key) as c:
         remaining = []
         for i in range(BURST):
-            r = c.post("/v1/context", json={"query": "hi"}) if i == 0 else c.get("/v1/entities")
+            r = c.post("/v1/context", json={"query": "hi", "session_id": "s"}) if i == 0 else c.get("/v1/entities")
             assert r.status_code == 200, r.text
             assert r.headers["x-ratelimit-limit"] == str(BURST)
             remaining.append(int(r.headers["x-ratelimit-remaining"]))
@@ -126,7 +126,7 @@ def test_body_limit_on_a_streamed_chunked_body(live, tenant):
         assert "content-length" not in r.request.headers and r.request.headers["transfer-encoding"] == "chunked"
         assert r.status_code == 413, r.text
         assert r.json()["error"]["code"] == "payload_too_large"
-        ok = c.post("/v1/context", json={"query": "b" * 1000})
+        ok = c.post("/v1/context", json={"query": "b" * 1000, "session_id": "s"})
         assert ok.status_code == 200
 
 
@@ -141,11 +141,14 @@ def test_small_limit_server_refuses_1k_plus(limited, keys):
     "method, path, payload, status, field",
     [
         ("post", "/v1/turns", {"session_id": "s", "assistant_message": "hi"}, 422, "user_message"),
-        ("post", "/v1/context", {"qurey": "typo"}, 422, "qurey"),
-        ("post", "/v1/context", {"max_total_tokens": "lots"}, 422, "max_total_tokens"),
-        ("post", "/v1/context", {"max_total_tokens": 0}, 422, "max_total_tokens"),
-        ("post", "/v1/context", {"memory_types": ["telepathy"]}, 422, "memory_types.0"),
-        ("post", "/v1/context", {"weights": {"bogus": 1.0}}, 400, "weights"),
+        ("post", "/v1/context", {"session_id": "s", "qurey": "typo"}, 422, "qurey"),
+        ("post", "/v1/context", {"query": "where do I live?"}, 422, "session_id"),
+        ("post", "/v1/context", {"query": "x", "session_id": ""}, 422, "session_id"),
+        ("post", "/v1/context", {"query": "x", "session_id": "   "}, 400, "session_id"),
+        ("post", "/v1/context", {"session_id": "s", "max_total_tokens": "lots"}, 422, "max_total_tokens"),
+        ("post", "/v1/context", {"session_id": "s", "max_total_tokens": 0}, 422, "max_total_tokens"),
+        ("post", "/v1/context", {"session_id": "s", "memory_types": ["telepathy"]}, 422, "memory_types.0"),
+        ("post", "/v1/context", {"session_id": "s", "weights": {"bogus": 1.0}}, 400, "weights"),
         ("post", "/v1/memories", {"content": "has a \u0000 NUL"}, 400, "content"),
         ("post", "/v1/memories", {"content": "   "}, 400, "content"),
         ("post", "/v1/memories/batch", {"memories": []}, 422, "memories"),
@@ -198,7 +201,7 @@ def test_hostile_inputs_never_500(live, tenant):
         ("post", "/v1/context", b'{"query": "\\ud800 lone surrogate", "session_id": "s"}'),
         ("post", "/v1/memories", b'{"content": "\\udfff"}'),
         ("post", "/v1/turns", b'{"session_id": "s", "user_message": "\\ud83d", "assistant_message": "a"}'),
-        ("post", "/v1/context", {"query": "x", "filters": {"tier_timeout_ms": -1}}),
+        ("post", "/v1/context", {"query": "x", "session_id": "s", "filters": {"tier_timeout_ms": -1}}),
         ("post", "/v1/context", {"query": "x", "session_id": "s" * 300}),
         ("post", "/v1/memories/search", {"query": "x", "filters": {"a": {"$gt": 1}}, "threshold": 2}),
         ("post", "/v1/memories", {"content": "x", "metadata": {"nested": [1, {"nan": None}]}}),

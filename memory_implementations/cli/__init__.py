@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
-import warnings
+import threading
 from collections.abc import Sequence
 
 import structlog
@@ -78,8 +79,6 @@ def _register_unavailable(subparsers: argparse._SubParsersAction, name: str, exc
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    # the embedded PostgreSQL's platformdirs warns about XDG_RUNTIME_DIR on servers; not actionable here
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     parser = build_parser()
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)
@@ -94,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         return fail(str(exc))
     log = structlog.get_logger("memory_implementations.cli")
+    _exit_cleanly_on_sigterm()
     try:
         return int(handler(args))
     except MemoryError as exc:
@@ -104,6 +104,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         log.debug("command_crashed", command=args.command, exc_info=True)
         return fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --log-level DEBUG for the traceback)")
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM (kill, timeout, systemd, docker stop) end the command like Ctrl-C: a normal exit.
+
+    Python's default SIGTERM action kills the process at once: no ``finally``, no ``atexit``, so the
+    embedded PostgreSQL and Redis would outlive it. ``serve`` first shuts down gracefully (uvicorn
+    catches the signal, then raises it again once the app has stopped): the handler below then turns
+    it into ``SystemExit(143)`` and the embedded servers are stopped on the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_exit)
+
+
+def _sigterm_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 __all__ = ["COMMANDS", "build_parser", "main"]

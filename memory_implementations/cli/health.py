@@ -18,10 +18,11 @@ from pydantic import SecretStr
 from ..config import MemoryConfig
 from ..errors import MemoryError
 from ..logging import mask_text
+from ..providers.embedding_dim import configured_embedding_dim, describe_embedder
 from ..stores import Stores
 from ..stores.embedded import start_postgres_async, start_redis_async
-from ..stores.migrations import SCHEMA_VERSION, current_version
-from ..types import HealthState, HealthStatus, Stopwatch
+from ..stores.migrations import SCHEMA_VERSION, current_version, inspect_dimension, mismatch_error
+from ..types import HealthState, HealthStatus, MemoryType, Stopwatch
 from ._common import EXIT_ERROR, EXIT_OK, EXIT_PENDING, add_common_options, load_config, run_async
 
 EPILOG = """examples:
@@ -30,7 +31,8 @@ EPILOG = """examples:
   REDIS_URL=redis://cache:6379/0 DATABASE_URL=postgresql://... memory-orchestrator health
 
 exit status: 0 healthy, 1 degraded (Redis down or schema not migrated: PostgreSQL still holds the
-record), 2 unhealthy (PostgreSQL down)."""
+record), 2 unhealthy (PostgreSQL down, or memory_vectors holds vectors of another dimension than the
+configured embedder gives: the vector tier and `serve` refuse such a store)."""
 
 UP, DOWN = "up", "down"
 
@@ -54,8 +56,8 @@ def _error(exc: BaseException) -> str:
     return " ".join(mask_text(str(exc)).split()) or type(exc).__name__
 
 
-async def _probe_postgres(dsn: str, connect_timeout: float) -> dict[str, Any]:
-    """Connect directly (fast failure, no pool) and read the schema state."""
+async def _probe_postgres(dsn: str, connect_timeout: float, config: MemoryConfig) -> dict[str, Any]:
+    """Connect directly (fast failure, no pool) and read the schema state, embedding dimension included."""
     watch = Stopwatch()
     try:
         conn = await psycopg.AsyncConnection.connect(
@@ -74,6 +76,7 @@ async def _probe_postgres(dsn: str, connect_timeout: float) -> dict[str, Any]:
             row = await cur.fetchone()
             vector_available = bool(row and row[0])
             version = await current_version(conn)
+            dimension = await _probe_dimension(conn, config) if has_vector else {}
     except psycopg.Error as exc:
         return {"status": DOWN, "error": _error(exc)}
     return {
@@ -83,7 +86,21 @@ async def _probe_postgres(dsn: str, connect_timeout: float) -> dict[str, Any]:
         "pgvector_available": vector_available,
         "schema_version": version,
         "schema_target": SCHEMA_VERSION,
+        **dimension,
     }
+
+
+async def _probe_dimension(conn: psycopg.AsyncConnection, config: MemoryConfig) -> dict[str, Any]:
+    """memory_vectors.embedding against the configured embedder's dimension (when the vector tier is enabled)."""
+    if MemoryType.VECTOR_DATABASE not in config.enabled_memories:
+        return {}
+    state = await inspect_dimension(conn, configured_embedding_dim(config))
+    found: dict[str, Any] = {"embedding": state.have, "embedding_expected": state.want}
+    if state.differs and state.rows:
+        found["schema_error"] = mismatch_error(state, describe_embedder(config)).message
+    elif state.differs:
+        found["embedding_pending"] = True
+    return found
 
 
 async def _probe_redis_alone(config: MemoryConfig, connect_timeout: float) -> dict[str, Any]:
@@ -110,8 +127,9 @@ async def _probe_redis_alone(config: MemoryConfig, connect_timeout: float) -> di
 
 
 def overall_status(redis: Mapping[str, Any], postgres: Mapping[str, Any]) -> HealthState:
-    """unhealthy when PostgreSQL (the record) is down; degraded when Redis is down or the schema is behind."""
-    if postgres.get("status") != UP:
+    """unhealthy when PostgreSQL (the record) is down or holds vectors of another dimension; degraded when
+    Redis is down or the schema is behind."""
+    if postgres.get("status") != UP or postgres.get("schema_error"):
         return "unhealthy"
     if redis.get("status") != UP or postgres.get("schema_pending"):
         return "degraded"
@@ -131,12 +149,23 @@ async def compute_health(config: MemoryConfig, *, connect_timeout: float = 3.0) 
             dsn = None
             postgres: dict[str, Any] = {"status": DOWN, "error": _error(exc)}
     if dsn:
-        postgres = await _probe_postgres(dsn, connect_timeout)
+        postgres = await _probe_postgres(dsn, connect_timeout, cfg)
     postgres["backend"] = "embedded" if embedded_pg else "external"
     if postgres["status"] == UP:
-        postgres["schema_pending"] = not postgres["pgvector"] or postgres["schema_version"] < SCHEMA_VERSION
+        postgres["schema_pending"] = (
+            not postgres["pgvector"]
+            or postgres["schema_version"] < SCHEMA_VERSION
+            or bool(postgres.get("embedding_pending"))
+        )
         if not postgres["pgvector_available"]:
             postgres["hint"] = "the server has no pgvector (`vector` extension): install it, then migrate"
+        elif postgres.get("schema_error"):
+            postgres["hint"] = "see the error: the store's vectors and the configured embedder disagree"
+        elif postgres.get("embedding_pending"):
+            postgres["hint"] = (
+                f"run `memory-orchestrator migrate`: memory_vectors is empty and becomes "
+                f"{postgres['embedding_expected']} (was {postgres['embedding']}) for the configured embedder"
+            )
         elif postgres["schema_pending"]:
             postgres["hint"] = "run `memory-orchestrator migrate`"
     redis: dict[str, Any]
@@ -192,9 +221,12 @@ def render_health(report: Mapping[str, Any], *, as_json: bool = False) -> str:
             continue
         state = detail.get("status", "?")
         bits = [f"{detail['latency_ms']:.1f} ms"] if "latency_ms" in detail else []
-        bits += [f"{k}={detail[k]}" for k in ("backend", "schema_version", "pgvector") if k in detail]
+        shown = ("backend", "schema_version", "pgvector", "embedding")
+        bits += [f"{k}={detail[k]}" for k in shown if detail.get(k) is not None]
         if detail.get("error"):
             bits.append(f"error: {detail['error']}")
+        if detail.get("schema_error"):
+            bits.append(f"error: {detail['schema_error']}")
         if detail.get("hint"):
             bits.append(f"hint: {detail['hint']}")
         lines.append(f"  {name:<9} {state:<5} {'; '.join(bits)}")

@@ -14,7 +14,7 @@ from ..config import MemoryConfig
 from ..errors import BackendUnavailable
 from ..service.auth import ApiKey, KeyStore
 from ..service.settings import ServiceSettings
-from ..stores.migrations import existing_embedding_type, migrate
+from ..stores.migrations import migrate
 from ._common import EXIT_OK, add_common_options, load_config, run_async
 
 EPILOG = """examples:
@@ -99,15 +99,10 @@ async def ensure_schema(config: MemoryConfig, dsn: str) -> None:
             row = await cur.fetchone()
             if row and row[0]:
                 return
-            have = await existing_embedding_type(conn)
     except psycopg.Error as exc:
         raise BackendUnavailable(f"cannot connect to PostgreSQL: {exc}", field="database_url") from exc
-    dim: int | None = None
-    if have is None:
-        from ..providers.embeddings import DEFAULT_DIMS, resolve_embedding_provider
-
-        dim = config.embedding_dim or DEFAULT_DIMS.get(resolve_embedding_provider(config))
-    await migrate(dsn, embedding_dim=dim)
+    # keys never embed: keep an existing memory_vectors; a new one gets the configured embedder's dimension
+    await migrate(dsn, embedding_dim=None, config=config)
 
 
 async def _with_store(config: MemoryConfig, dsn_arg: str | None) -> tuple[AsyncConnectionPool, KeyStore]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..config import MemoryConfig
 from ..logging import mask_text
+from ..providers.embedding_dim import configured_embedding_dim, describe_embedder
 from ..stores.embedded import start_postgres_async
 from ..stores.migrations import MigrationReport, migrate
 from ._common import EXIT_OK, EXIT_PENDING, add_common_options, load_config, positive_int, run_async
@@ -22,8 +23,10 @@ EPILOG = """examples:
   memory-orchestrator migrate --check
       change nothing; exit 0 when up to date, 1 and list what is pending otherwise
 
-Without --embedding-dim (and no embedding_dim in the config) an existing store keeps its dimension
-and a new one gets 1536. A store built with another dimension is refused and left untouched.
+Without --embedding-dim the dimension is the configured embedder's, as the tiers and `serve` use it:
+embedding_dim when set, else 384 for the local embedder (no API key), 1536 for OpenAI, 768 for Gemini.
+An empty memory_vectors of another dimension is re-created at it; one holding rows of another
+dimension is refused and left untouched (--check exits 2 with the same message).
 exit status: 0 migrated or up to date, 1 pending (--check), 2 error (message on stderr)."""
 
 
@@ -54,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--embedding-dim",
         metavar="N",
         type=positive_int,
-        help="embedding dimension of memory_vectors (default: embedding_dim, else existing/1536)",
+        help="embedding dimension of memory_vectors (default: the configured embedder's)",
     )
     parser.add_argument("--check", action="store_true", help="report pending migrations only; exit 1 if any")
     add_common_options(parser)
@@ -77,8 +80,11 @@ async def run_migrate(
 ) -> tuple[Target, MigrationReport]:
     """Resolve the target database and migrate (or check) it."""
     target = await resolve_target(config, dsn)
-    dim = embedding_dim or config.embedding_dim
-    report = await migrate(target.dsn, embedding_dim=dim, check=check)
+    if embedding_dim:
+        dim, wanted_by = embedding_dim, f"--embedding-dim {embedding_dim}"
+    else:
+        dim, wanted_by = configured_embedding_dim(config), describe_embedder(config)
+    report = await migrate(target.dsn, embedding_dim=dim, check=check, config=config, wanted_by=wanted_by)
     return target, report
 
 
@@ -86,12 +92,17 @@ def describe(target: Target, report: MigrationReport, *, check: bool) -> tuple[s
     """The text to print for a migrate/check run and the exit status."""
     where = f"database: {target.display} ({target.source})"
     embedding = f"embedding column: {report.embedding_type}"
+    if report.retyped_from and not check:
+        embedding += f" (was {report.retyped_from}; the table was empty)"
     if check:
-        if report.pending:
+        if not report.up_to_date:
             versions = ", ".join(str(v) for v in report.pending)
-            lines = [
+            schema = (
                 f"pending: schema version(s) {versions} (database at version {report.current_version}, "
-                f"package at {report.target_version})",
+                f"package at {report.target_version})"
+            )
+            lines = [
+                *([schema] if report.pending else []),
                 *(f"pending: {note}" for note in report.notes),
                 where,
                 embedding,

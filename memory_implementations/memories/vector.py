@@ -26,6 +26,7 @@ from ..base import BaseMemory
 from ..composer import ROLE_LABELS, TokenCounter, grouped_lines, normalize_content
 from ..errors import BackendUnavailable, Conflict, NotFound, SchemaMismatch, ValidationError
 from ..providers import Embedder, build_embedder
+from ..providers.embedding_dim import configured_embedding_dim, describe_embedder
 from ..stores.migrations import embedding_type
 from ..types import ContextRequest, HealthState, HealthStatus, MemoryContext, MemoryType, Message, Stopwatch, StoredRef
 from ._provider_key import provider_key
@@ -101,7 +102,6 @@ class VectorDatabaseMemory(BaseMemory):
         self._own_embedder = embedder is None
         self._backend: VectorBackend | None = backend
         self._owns_backend = backend is None
-        self._probe: Embedder | None = None
         self._token_counter: TokenCounter | None = None
         self._redis: aioredis.Redis | None = None
         cfg = self.config
@@ -116,9 +116,13 @@ class VectorDatabaseMemory(BaseMemory):
         """The embedder's dimension, so ``Stores.open`` migrates ``memory_vectors.embedding`` to it."""
         if self._embedder is not None:
             return self._embedder.dim
-        if self._probe is None:
-            self._probe = build_embedder(self.config)
-        return self._probe.dim
+        return configured_embedding_dim(self.config)  # what build_embedder will give
+
+    def _embedder_label(self) -> str:
+        embedder = self.embedder
+        if self._own_embedder:
+            return describe_embedder(self.config)
+        return f"the embedder {embedder.model!r} ({embedder.dim} dimensions)"
 
     @property
     def embedder(self) -> Embedder:
@@ -173,13 +177,7 @@ class VectorDatabaseMemory(BaseMemory):
             )
             await self._check_dimension()
             return
-        if self._embedder.dim != stores.embedding_dim:
-            raise SchemaMismatch(
-                f"the embedder {self._embedder.model!r} gives {self._embedder.dim}-dimensional vectors but the shared "
-                f"store was opened for {stores.embedding_dim} dimensions; open Stores with "
-                f"embedding_dim={self._embedder.dim} (or configure a matching embedding model). Nothing was changed.",
-                field="embedding_dim",
-            )
+        await stores.require_embedding_dim(self._embedder.dim, self._embedder_label())
         if self._backend is None:
             self._backend = SqlVectorBackend(stores.pg, embedding_type=embedding_type(stores.embedding_dim))
 

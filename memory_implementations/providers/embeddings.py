@@ -11,6 +11,13 @@ import structlog
 
 from ..errors import ConfigError, ProviderError
 from .embedding_cache import EmbeddingCache
+from .embedding_dim import (
+    DEFAULT_DIMS,
+    GEMINI_DEFAULT_EMBEDDING_MODEL,
+    OPENAI_DEFAULT_EMBEDDING_MODEL,
+    configured_embedding_dim,
+    resolve_embedding_provider,
+)
 from .retry import CallGuard, RetryPolicy
 
 if TYPE_CHECKING:
@@ -19,10 +26,6 @@ if TYPE_CHECKING:
     from ..config import MemoryConfig
 
 log = structlog.get_logger("memory_implementations.providers")
-
-OPENAI_DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
-GEMINI_DEFAULT_EMBEDDING_MODEL = "gemini-embedding-001"
-DEFAULT_DIMS = {"openai": 1536, "gemini": 768, "local": 384, "lexical": 384}
 
 
 @runtime_checkable
@@ -129,18 +132,6 @@ class CachedEmbedder:
         return normalize_rows(matrix)
 
 
-def resolve_embedding_provider(config: MemoryConfig) -> str:
-    """The concrete provider for ``config``: "auto" becomes openai, gemini or local by available keys."""
-    provider = config.embedding_provider
-    if provider != "auto":
-        return provider
-    if config.secret("openai_api_key"):
-        return "openai"
-    if config.secret("google_api_key"):
-        return "gemini"
-    return "local"
-
-
 def build_embedder(
     config: MemoryConfig,
     *,
@@ -151,6 +142,12 @@ def build_embedder(
     provider = resolve_embedding_provider(config)
     policy = policy or RetryPolicy.from_config(config)
     backend = _backend(config, provider)
+    if backend.dim != configured_embedding_dim(config):  # the schema is migrated to that dimension
+        raise ConfigError(
+            f"the {provider} embedder {backend.model!r} gives {backend.dim}-dimensional vectors but the "
+            f"configuration's embedding dimension is {configured_embedding_dim(config)}",
+            field="embedding_dim",
+        )
     remote = backend.kind == "remote"
     cache = EmbeddingCache(
         model=backend.model,
@@ -202,6 +199,7 @@ __all__ = [
     "Embedder",
     "EmbeddingBackend",
     "build_embedder",
+    "configured_embedding_dim",
     "normalize_rows",
     "resolve_embedding_provider",
 ]

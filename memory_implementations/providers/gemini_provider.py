@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from ..errors import ConfigError, ProviderError
+from .embedding_dim import embedding_dim_for
 from .failures import exception_kind, http_failure, malformed_response, parse_retry_after, sdk_call, transport_failure
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class GeminiEmbeddingBackend:
         return cls(
             gemini_client(config),
             model=config.embedding_model or DEFAULT_EMBEDDING_MODEL,
-            dim=config.embedding_dim or DEFAULT_DIM,
+            dim=embedding_dim_for(config, "gemini"),
         )
 
     async def embed_batch(self, texts: list[str]) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .embedding_dim import embedding_dim_for
 from .embeddings import normalize_rows
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class LexicalHashEmbedder:
     def from_config(cls, config: MemoryConfig, *, fallback: bool = False) -> LexicalHashEmbedder:
         """Build for ``config`` (``embedding_dim``, default 384); a fallback ignores ``embedding_model``."""
         model = MODEL_NAME if fallback or not config.embedding_model else config.embedding_model
-        return cls(dim=config.embedding_dim or DEFAULT_DIM, model=model)
+        return cls(dim=embedding_dim_for(config, "lexical"), model=model)
 
     def embed_one(self, text: str) -> np.ndarray:
         """The (unnormalised) hashed vector of ``text``."""

