@@ -5,19 +5,17 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import json
-import logging
 import os
 import subprocess
 import sys
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import structlog
-from pg_helpers import fresh_database
+from cli_env import fresh_dsn, isolated  # noqa: F401,F811  (fixtures: isolated is autouse)
 
 from memory_implementations import cli
 from memory_implementations.cli import main
@@ -31,28 +29,6 @@ from memory_implementations.config import MemoryConfig
 from memory_implementations.stores.migrations import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "SUPABASE_URL")
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No configuration from the machine's environment; logging restored after main() reconfigures it."""
-    for name in list(os.environ):
-        if name.upper().startswith("MEMORY_") or name.upper() in ENV_NAMES:
-            monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture
-async def fresh_dsn(pg_dsn: str) -> AsyncIterator[str]:
-    """A new, empty database on the test server."""
-    async with fresh_database(pg_dsn) as dsn:
-        yield dsn
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -7,16 +7,12 @@ embedder; a table holding vectors of another dimension is refused, and `health` 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import structlog
-from pg_helpers import fresh_database
+from cli_env import fresh_dsn, isolated  # noqa: F401,F811  (fixtures: isolated is autouse)
 
 from memory_implementations import (
     ConversationBufferMemory,
@@ -33,33 +29,11 @@ from memory_implementations.providers.embedding_dim import configured_embedding_
 from memory_implementations.providers.embeddings import build_embedder
 from memory_implementations.stores.migrations import migrate
 
-ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "SUPABASE_URL")
 README_CONFIG = {"buffer_window_size": 10, "max_total_tokens": 4000}
 TYPE_SQL = (
     "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
     "WHERE attrelid = 'memory_vectors'::regclass AND attname = 'embedding'"
 )
-
-
-@pytest.fixture(autouse=True)
-def no_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A fresh user's environment: no MEMORY_* settings, no API keys; logging restored after main()."""
-    for name in list(os.environ):
-        if name.upper().startswith("MEMORY_") or name.upper() in ENV_NAMES:
-            monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture
-async def fresh_dsn(pg_dsn: str) -> AsyncIterator[str]:
-    """A new, empty database on the test server."""
-    async with fresh_database(pg_dsn) as dsn:
-        yield dsn
 
 
 @pytest.fixture
