@@ -29,14 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=(__doc__ or "").split("\n\n")[0],
         epilog="Every size flag can be combined with --quick (explicit sizes win).",
     )
-    defaults = BenchSettings()
-    add_arguments(parser, defaults)
+    defaults, quick = BenchSettings(), BenchSettings.quick()
+    add_arguments(parser, defaults, quick)
     parser.add_argument("--log-level", default="WARNING", help="library log level on stderr (default WARNING)")
     args = parser.parse_args(argv)
     if args.write_docs == DEFAULT_DOCS:
         args.write_docs = str(REPO / DEFAULT_DOCS)
     configure_logging(args.log_level)
-    return run_cli(args, defaults)
+    return run_cli(args, defaults, quick)
 
 
 if __name__ == "__main__":

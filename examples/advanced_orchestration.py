@@ -4,14 +4,16 @@ fail-open degradation, health, the renderings, and forgetting a user.
 Run:  python examples/advanced_orchestration.py
 
 Offline on the embedded servers. Data goes to ``$MEMORY_DATA_DIR`` when set, otherwise to a fresh
-temporary directory.
+temporary directory, deleted when the script exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -24,6 +26,9 @@ from memory_implementations.orchestrator import MemoryOrchestrator
 from memory_implementations.types import ContextRequest, MemoryContext, MemoryType
 
 DATA_DIR = os.environ.get("MEMORY_DATA_DIR") or tempfile.mkdtemp(prefix="mi-example-")
+if not os.environ.get("MEMORY_DATA_DIR"):  # our own scratch dir (~40 MB): delete it when the script exits
+    # registered before the embedded servers start, so it runs after their exit handlers have stopped them
+    atexit.register(shutil.rmtree, DATA_DIR, ignore_errors=True)
 RUN = uuid.uuid4().hex[:6]
 ALICE, BOB = f"alice-{RUN}", f"bob-{RUN}"
 

@@ -4,13 +4,15 @@ Run:  python examples/basic_usage.py
 
 No Redis, PostgreSQL or API key needed: with no ``redis_url`` / ``database_url`` the tiers start an
 embedded Redis and PostgreSQL + pgvector. Data goes to ``$MEMORY_DATA_DIR`` when set, otherwise to a
-fresh temporary directory (your own data directory is never touched).
+fresh temporary directory, deleted when the script exits (your own data directory is never touched).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 
@@ -23,6 +25,9 @@ from memory_implementations.memories.vector import VectorDatabaseMemory
 from memory_implementations.memories.working import WorkingMemory
 
 DATA_DIR = os.environ.get("MEMORY_DATA_DIR") or tempfile.mkdtemp(prefix="mi-example-")
+if not os.environ.get("MEMORY_DATA_DIR"):  # our own scratch dir (~40 MB): delete it when the script exits
+    # registered before the embedded servers start, so it runs after their exit handlers have stopped them
+    atexit.register(shutil.rmtree, DATA_DIR, ignore_errors=True)
 USER = f"ada-{uuid.uuid4().hex[:8]}"  # a fresh user per run, so repeated runs do not mix
 BASE = {"data_dir": DATA_DIR, "embedding_dim": 384, "llm_provider": "offline"}
 

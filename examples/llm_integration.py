@@ -12,13 +12,16 @@ Run:  python examples/llm_integration.py
 With ``OPENAI_API_KEY`` set this calls OpenAI (``OPENAI_MODEL``, default gpt-4o-mini). Without it a
 local OpenAI-compatible server (``local_chat_server.py``) stands in: it quotes the memory line that
 best matches the question, so you see exactly what memory contributed. No network is needed. Data goes
-to ``$MEMORY_DATA_DIR`` when set, otherwise to a fresh temporary directory.
+to ``$MEMORY_DATA_DIR`` when set, otherwise to a fresh temporary directory (deleted
+when the script exits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from typing import Any, TypedDict
@@ -35,6 +38,9 @@ from memory_implementations.orchestrator import MemoryOrchestrator
 from memory_implementations.types import MemoryType
 
 DATA_DIR = os.environ.get("MEMORY_DATA_DIR") or tempfile.mkdtemp(prefix="mi-example-")
+if not os.environ.get("MEMORY_DATA_DIR"):  # our own scratch dir (~40 MB): delete it when the script exits
+    # registered before the embedded servers start, so it runs after their exit handlers have stopped them
+    atexit.register(shutil.rmtree, DATA_DIR, ignore_errors=True)
 USER = f"sam-{uuid.uuid4().hex[:6]}"
 CONFIG: dict[str, Any] = {
     "data_dir": DATA_DIR,

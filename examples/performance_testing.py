@@ -5,15 +5,18 @@ Run:  python examples/performance_testing.py [--users 20] [--messages 40] [--tur
 A small, self-contained measurement on the embedded servers, offline. For the full benchmark against
 raw Redis/pgvector floors (1,000 users, 150,000 vectors) see ``benchmarks/turn_latency.py`` or
 ``memory-orchestrator bench``. Data goes to ``$MEMORY_DATA_DIR`` when set, otherwise to a fresh
-temporary directory. Numbers depend on the machine and its load: compare runs on the same machine.
+temporary directory, deleted when the script exits. Numbers depend on the machine and its load:
+compare runs on the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -25,6 +28,9 @@ from memory_implementations.orchestrator import MemoryOrchestrator
 from memory_implementations.types import ContextRequest, MemoryType
 
 DATA_DIR = os.environ.get("MEMORY_DATA_DIR") or tempfile.mkdtemp(prefix="mi-example-")
+if not os.environ.get("MEMORY_DATA_DIR"):  # our own scratch dir (~40 MB): delete it when the script exits
+    # registered before the embedded servers start, so it runs after their exit handlers have stopped them
+    atexit.register(shutil.rmtree, DATA_DIR, ignore_errors=True)
 RUN = uuid.uuid4().hex[:6]
 WORDS = ("deploy budget python release invoice cluster garden coffee hiking train report review holiday "
          "recipe concert flight hotel exam doctor marathon kafka postgres redis vacuum index").split()

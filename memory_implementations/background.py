@@ -38,6 +38,8 @@ class WorkerStats:
     retried: int = 0
     last_error: str | None = None
     failures_by_name: dict[str, int] = field(default_factory=dict)
+    # submitted and neither succeeded nor failed (pending, or cancelled when the loop ended), by job name
+    unfinished_by_name: dict[str, int] = field(default_factory=dict)
 
 
 class BackgroundWorker:
@@ -62,6 +64,7 @@ class BackgroundWorker:
         if self._closed:
             raise RuntimeError("the background worker is closed")
         self.stats.submitted += 1
+        self.stats.unfinished_by_name[name] = self.stats.unfinished_by_name.get(name, 0) + 1
         task = asyncio.get_running_loop().create_task(self._run(job, name), name=f"mi-bg-{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -86,6 +89,11 @@ class BackgroundWorker:
                 self.stats.last_error = f"{name}: {exc}"
                 self.stats.failures_by_name[name] = self.stats.failures_by_name.get(name, 0) + 1
                 log.warning("background_job_failed", job=name, error=str(exc))
+            left = self.stats.unfinished_by_name.get(name, 1) - 1
+            if left > 0:
+                self.stats.unfinished_by_name[name] = left
+            else:
+                self.stats.unfinished_by_name.pop(name, None)
 
     async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - mirrors asyncio.wait_for
         """Wait until every job submitted so far (and any they submit) has finished."""

@@ -50,12 +50,15 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_PRIORITY, PRIORITY_KEYS
 from .context import ComprehensiveContext, SectionContext
 from .errors import ValidationError
 from .tokens import COUNT_CACHE_MAX_CHARS, Tokenizer
+
+if TYPE_CHECKING:
+    from .explain import CompositionTrace
 
 CONVERSATION = "recent_conversation"
 SECTION_ORDER: tuple[str, ...] = (
@@ -389,44 +392,50 @@ def build_candidates(
     return out
 
 
-def dedupe(candidates: dict[str, list[Candidate]], weights: Mapping[str, float]) -> dict[str, int]:
+def dedupe(
+    candidates: dict[str, list[Candidate]], weights: Mapping[str, float], trace: CompositionTrace | None = None
+) -> dict[str, int]:
     """Drop, from lower-priority sections, items whose content repeats one of a higher-priority section.
 
-    Mutates ``candidates``; returns how many items each section lost. Duplicates inside one section
-    are left alone (a user may really say the same thing twice).
+    Mutates ``candidates``; returns how many items each section lost (``trace``: which, and the
+    section they repeat). Duplicates inside one section are left alone (a user may really say the
+    same thing twice).
     """
     order = sorted(
         candidates,
         key=lambda s: (-weights.get(s, 0.0), DEDUPE_TIE_ORDER.index(s) if s in DEDUPE_TIE_ORDER else 99),
     )
     seen: dict[str, str] = {}
-    by_size: dict[int, list[frozenset[str]]] = {}  # kept word sets by size: only similar sizes can match
+    by_size: dict[int, list[tuple[frozenset[str], str]]] = {}  # kept word sets by size (+ their section)
     removed: dict[str, int] = {s: 0 for s in candidates}
     for section in order:
         kept: list[Candidate] = []
         for cand in candidates[section]:
             norm = cand.norm
-            if norm in seen or _near_any(_word_set(norm), by_size):
+            of = seen.get(norm) or _near_any(_word_set(norm), by_size)
+            if of:
                 removed[section] += 1
+                if trace is not None:
+                    trace.duplicate(section, cand, of)
                 continue
             kept.append(cand)
         candidates[section] = kept
         for cand in kept:
             seen.setdefault(cand.norm, section)
             words = _word_set(cand.norm)
-            by_size.setdefault(len(words), []).append(words)
+            by_size.setdefault(len(words), []).append((words, section))
     return removed
 
 
-def _near_any(words: frozenset[str], by_size: Mapping[int, list[frozenset[str]]]) -> bool:
-    """Whether ``words`` is a near duplicate of any set in ``by_size`` (sets grouped by their size)."""
+def _near_any(words: frozenset[str], by_size: Mapping[int, list[tuple[frozenset[str], str]]]) -> str | None:
+    """The section of a set in ``by_size`` that ``words`` nearly duplicates (sets grouped by size), or None."""
     if not words:
-        return False
+        return None
     for size in _size_window(len(words)):  # only sizes that can pass near_duplicate's size bound
-        group = by_size.get(size)
-        if group and any(near_duplicate(words, other) for other in group):
-            return True
-    return False
+        for other, section in by_size.get(size, ()):
+            if near_duplicate(words, other):
+                return section
+    return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -743,11 +752,13 @@ def compose(
     dedupe_items: bool = True,
     trust_item_tokens: bool = False,
     tiers_by_section: Mapping[str, Sequence[str]] | None = None,
+    trace: CompositionTrace | None = None,
 ) -> ComprehensiveContext:
     """Fit the candidate items into ``max_total_tokens`` and render them; see the module docstring.
 
     ``sections`` are the sections whose tier is enabled (default: those with items); only they get a
-    share. ``weights`` default to ``DEFAULT_PRIORITY``. Pure: no I/O.
+    share. ``weights`` default to ``DEFAULT_PRIORITY``. ``trace`` records every candidate's fate
+    (see ``explain``). Pure: no I/O.
     """
     if not isinstance(max_total_tokens, int) or isinstance(max_total_tokens, bool) or max_total_tokens <= 0:
         raise ValidationError("'max_total_tokens' must be a positive integer", field="max_total_tokens")
@@ -757,7 +768,7 @@ def compose(
     candidates = {
         s: build_candidates(s, items_by_section.get(s, ()), tc, trust_item_tokens=trust_item_tokens) for s in enabled
     }
-    removed = dedupe(candidates, w) if dedupe_items else {s: 0 for s in enabled}
+    removed = dedupe(candidates, w, trace) if dedupe_items else {s: 0 for s in enabled}
     plans: list[_Plan] = []
     for s in enabled:
         ordered = sorted(candidates[s], key=lambda c: (-c.score, c.index))
@@ -791,7 +802,9 @@ def compose(
         if not victims:  # pragma: no cover - an empty rendering has no tokens
             break
         worst = max(victims, key=lambda p: (p.used - p.limit, -p.weight))
-        worst.selected.pop()
+        dropped = worst.selected.pop()
+        if trace is not None:
+            trace.trim(worst.name, dropped)
         worst.trimmed += 1
         trimmed += 1
         rendered = render(plans, tc, max_total_tokens)
@@ -824,6 +837,15 @@ def compose(
             truncated=p.truncated,
             tiers=list(tiers.get(p.name, ())),
         )
+        if trace is not None:
+            summary = out_sections[p.name]
+            trace.record_section(p.name, ordered=p.candidates, selected=p.selected, summary={
+                "allotment": summary.budget, "used": summary.tokens, "share_tokens": round(p.share, 1),
+                "demand": p.demand, "weight": p.weight, "tiers": summary.tiers})
+    if trace is not None:
+        trace.budget = {"max_total_tokens": max_total_tokens, "overhead_tokens": overhead,
+                        "used": dict(rendered.counts),
+                        "unused": max_total_tokens - max(rendered.counts.values(), default=0)}
     return ComprehensiveContext(
         max_total_tokens=max_total_tokens,
         sections=out_sections,

@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .config_env import check_env_names
 from .errors import ConfigError
 from .types import MemoryType
 
@@ -146,6 +147,9 @@ class MemoryConfig(BaseSettings):
     # meets tier_timeout_ms (MemoryOrchestrator.warm_up)
     warm_up: bool = Field(True, validation_alias=_env("warm_up"))
     background_concurrency: int = Field(4, ge=1, le=256, validation_alias=_env("background_concurrency"))
+    # on initialize(), embed in the background the recent messages a previous process stored but never
+    # embedded (it exited without close()); see memory_implementations.catch_up
+    reindex_on_start: bool = Field(True, validation_alias=_env("reindex_on_start"))
     # Threshold of the ``memory_implementations`` logger, applied by every tier (hence the orchestrator)
     # only when set explicitly (code, MEMORY_LOG_LEVEL or the config file); left at its default the
     # application's logging configuration alone decides. See memory_implementations.logging.
@@ -167,6 +171,8 @@ class MemoryConfig(BaseSettings):
             # Only MEMORY_* and the conventional names (REDIS_URL, ...): with populate_by_name the env
             # source would also read bare field names (LOG_LEVEL, NAMESPACE, DATA_DIR ...), and the
             # bare `redis_url` alias would shadow MEMORY_REDIS_URL.
+            # A MEMORY_* variable that is none of ours: a near-miss raises, others are logged (config_env.py).
+            check_env_names(env_settings.env_vars, settings_cls.model_fields)
             env_settings.env_vars = _our_env_vars(settings_cls, env_settings.env_vars)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _toml_path(init_settings)

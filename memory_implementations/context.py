@@ -114,6 +114,7 @@ class ComprehensiveContext(Mapping[str, Any]):
     degraded: dict[str, str] = dataclasses.field(default_factory=dict)
     entities: list[str] = dataclasses.field(default_factory=list)
     trimmed_after_render: int = 0
+    explanation: dict[str, Any] | None = None  # get_comprehensive_context(..., explain=True); see ``explain``
 
     @property
     def total_tokens(self) -> int:
@@ -167,6 +168,7 @@ class ComprehensiveContext(Mapping[str, Any]):
             "messages": [dict(m) for m in self.messages],
             "anthropic": self.anthropic(),
             "text": self.text,
+            **({"explanation": self.explanation} if self.explanation is not None else {}),
         }
 
     def to_json(self) -> str:

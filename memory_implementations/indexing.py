@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .types import Message
 
 if TYPE_CHECKING:
+    from .base import BaseMemory
     from .stores import Stores
 
 #: Messages with fewer words than this are embedded together with their partner turn.
@@ -100,4 +101,12 @@ def turn_index_items(
     return items
 
 
-__all__ = ["SHORT_MESSAGE_WORDS", "previous_messages", "turn_index_items"]
+async def index_turn(
+    stores: Stores, vector: BaseMemory, messages: Sequence[Message], ids: Sequence[int | None]
+) -> None:
+    """Embed the messages of one stored turn (``ids``: their ids in the record) into the vector tier ``vector``."""
+    previous = await previous_messages(stores, messages[0], ids[0])
+    await vector.store_many(turn_index_items(messages, ids, previous))  # type: ignore[attr-defined]
+
+
+__all__ = ["SHORT_MESSAGE_WORDS", "index_turn", "previous_messages", "turn_index_items"]

@@ -36,11 +36,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .base import BaseMemory
+from .catch_up import schedule_catch_up
 from .composer import CONVERSATION, SECTION_ORDER, TokenCounter, compose, resolve_weights
 from .config import MemoryConfig
 from .context import ComprehensiveContext
 from .errors import BackendUnavailable, ConfigError, ValidationError
-from .indexing import previous_messages, turn_index_items
+from .explain import CompositionTrace
+from .indexing import index_turn
 from .providers.interfaces import USER_ENTITY
 from .stores import Stores
 from .tokens import get_tokenizer
@@ -282,6 +284,7 @@ class MemoryOrchestrator:
             self._closed = False
             if self.config.warm_up:
                 await self.warm_up()
+            schedule_catch_up(self._stores, self.memories.get(MemoryType.VECTOR_DATABASE))  # flush() waits for it
 
     async def warm_up(self, *, timeout_s: float = WARM_UP_TIMEOUT_S) -> dict[str, str]:
         """Load what a turn needs (embedding model, tokenizer, a connection and a read per tier) ahead of the first.
@@ -413,8 +416,14 @@ class MemoryOrchestrator:
         request: ContextRequest | Mapping[str, Any] | str,
         *,
         tier_timeout_ms: float | None = None,
+        explain: bool = False,
     ) -> ComprehensiveContext:
-        """Query every enabled tier under its deadline, then budget, dedupe and render one context."""
+        """Query every enabled tier under its deadline, then budget, dedupe and render one context.
+
+        ``explain=True`` adds ``ctx.explanation``: each section's allotment against its use, every
+        candidate each tier offered with its score and its fate (kept, or left out for the budget, as
+        a duplicate, or by the tier itself), tier latencies and degraded tiers (see ``explain``).
+        """
         total = Stopwatch()
         req = ContextRequest.from_any(request)
         budget = req.max_total_tokens if req.max_total_tokens is not None else self.config.max_total_tokens
@@ -428,6 +437,9 @@ class MemoryOrchestrator:
         active = self._active(req)
         tier_req = replace(req, max_total_tokens=budget, filters=dict(req.filters))
         tier_req.filters.pop("tier_timeout_ms", None)
+        if explain:
+            tier_req.filters["explain"] = True
+        trace = CompositionTrace() if explain else None
         room_key = (req.user_id, req.session_id)
         long_term = self._long_term_budget(room_key, budget, active, weights)
         results, latency, degraded, names = await self._query_tiers(
@@ -449,9 +461,10 @@ class MemoryOrchestrator:
                 if mt.value not in tiers_by_section[section]:
                     tiers_by_section[section].append(mt.value)
         if "entities" in items_by_section:
-            items_by_section["entities"] = relevant_entities(
-                items_by_section["entities"], items_by_section, query=req.query
-            )
+            offered = items_by_section["entities"]
+            items_by_section["entities"] = relevant_entities(offered, items_by_section, query=req.query)
+            if trace is not None:
+                trace.record_entities(offered, items_by_section["entities"])
         watch = Stopwatch()
         ctx = compose(
             items_by_section,
@@ -461,6 +474,7 @@ class MemoryOrchestrator:
             sections=sections,
             trust_item_tokens=counter.model == self.config.tokenizer_model,
             tiers_by_section=tiers_by_section,
+            trace=trace,
         )
         latency["compose"] = watch.ms
         self._remember_others(room_key, ctx)
@@ -471,6 +485,13 @@ class MemoryOrchestrator:
         ctx.latency_ms = latency
         ctx.degraded = degraded
         ctx.entities = names
+        if trace is not None:
+            for mt in active:
+                answer = results.get(mt)
+                trace.record_tier(mt.value, latency_ms=round(latency.get(mt.value, 0.0), 3),
+                                  degraded=degraded.get(mt.value), offered=len(answer.items) if answer else 0,
+                                  **((answer.extra.get("explain") or {}) if answer else {}))
+            ctx.explanation = trace.to_dict()
         if degraded:
             log.warning("context_degraded", degraded=degraded, user_id=req.user_id, session_id=req.session_id)
         return ctx
@@ -722,8 +743,7 @@ class MemoryOrchestrator:
         if vector is not None:
 
             async def embed_turn() -> None:
-                previous = await previous_messages(stores, messages[0], ids[0])
-                await vector.store_many(turn_index_items(messages, ids, previous))  # type: ignore[attr-defined]
+                await index_turn(stores, vector, messages, ids)
 
             stores.worker.submit(embed_turn, name="turn_embedding")
             scheduled.append("turn_embedding")

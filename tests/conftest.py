@@ -66,6 +66,8 @@ def base_config(redis_url: str, pg_dsn: str, data_dir: Path) -> dict[str, Any]:
         "embedding_dim": TEST_DIM,
         "embedding_provider": "local",
         "llm_provider": "offline",
+        # no catch-up over the shared test database (tests/test_exit_without_close.py turns it on)
+        "reindex_on_start": False,
     }
 
 

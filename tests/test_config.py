@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 import structlog
 
+from memory_implementations import config_env
 from memory_implementations.config import DEFAULT_PRIORITY, MemoryConfig
+from memory_implementations.config_env import check_env_names
 from memory_implementations.errors import ConfigError
 from memory_implementations.logging import configure_logging
+from memory_implementations.service.settings import ServiceSettings
 from memory_implementations.types import MemoryType
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,6 +351,86 @@ def test_env_values_are_parsed_and_validated(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError) as info:
         MemoryConfig.from_any({})
     assert info.value.field == "window_type" and "'turns'" in str(info.value)
+
+
+# --- unknown MEMORY_* variables: a near-miss is an error, anything else a warning ---------------
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees the once-per-process warnings afresh."""
+    monkeypatch.setattr(config_env, "_warned", set())
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        ("MEMORY_WINDOW_SIZ", "MEMORY_WINDOW_SIZE"),
+        ("MEMORY_EMBEDING_MODEL", "MEMORY_EMBEDDING_MODEL"),
+        ("MEMORY_OPENAI_KEY", "MEMORY_OPENAI_API_KEY"),
+        ("memory_log_levl", "MEMORY_LOG_LEVEL"),
+    ],
+)
+def test_env_var_near_miss_names_the_variable_and_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, "5")
+    with pytest.raises(ConfigError) as info:
+        MemoryConfig.from_any({})
+    assert info.value.field == variable
+    assert f"unknown environment variable {variable!r} (did you mean {expected!r}?)" in str(info.value)
+    with pytest.raises(ConfigError, match=variable):
+        MemoryConfig()  # not only through from_any
+
+
+def test_unrelated_memory_env_var_is_a_warning_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fresh_warnings: None
+) -> None:
+    monkeypatch.setenv("MEMORY_LIMIT", "512Mi")  # e.g. set by a container platform
+    monkeypatch.setenv("MEMORY_WINDOW_SIZE", "4")
+    with caplog.at_level(logging.WARNING, logger="memory_implementations.config"):
+        assert MemoryConfig.from_any({}).window_size == 4
+        MemoryConfig.from_any({})
+    warnings = [r.getMessage() for r in caplog.records if r.name == "memory_implementations.config"]
+    assert len(warnings) == 1
+    assert "MEMORY_LIMIT is not a memory_implementations setting and is ignored" in warnings[0]
+
+
+def test_unknown_env_var_warning_suggests_a_loose_match(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fresh_warnings: None
+) -> None:
+    monkeypatch.setenv("MEMORY_DATA_DIRECTORY", "/tmp/x")  # too far for an error, close enough for a hint
+    with caplog.at_level(logging.WARNING, logger="memory_implementations.config"):
+        MemoryConfig.from_any({})
+    assert any("did you mean 'MEMORY_DATA_DIR'" in r.getMessage() for r in caplog.records)
+
+
+OTHER_READERS = [f"MEMORY_SERVICE_{name.upper()}" for name in ServiceSettings.model_fields] + [
+    "MEMORY_TEST_REDIS_URL",
+    "MEMORY_TEST_PG_DSN",
+    "MEMORY_TEST_PLAIN_PG_DSN",
+    "MEMORY_TEST_POSTGREST_DIR",
+]
+
+
+def test_service_and_test_variables_are_never_flagged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fresh_warnings: None
+) -> None:
+    for name in OTHER_READERS:
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("MEMORY_SERVICE_RATE_LIMT", "1")  # the service's namespace: not ours to judge
+    with caplog.at_level(logging.DEBUG, logger="memory_implementations.config"):
+        MemoryConfig.from_any({})
+    assert [r for r in caplog.records if r.name == "memory_implementations.config"] == []
+
+
+def test_every_real_and_documented_variable_is_accepted(caplog: pytest.LogCaptureFixture, fresh_warnings: None) -> None:
+    documented = re.findall(r"^#?\s*(MEMORY_[A-Z0-9_]+)=", (ROOT / "config" / "example.env").read_text(), re.MULTILINE)
+    settings = [f"MEMORY_{name.upper()}" for name in MemoryConfig.model_fields]
+    assert set(documented) == set(settings)  # example.env names no variable that does not exist
+    with caplog.at_level(logging.DEBUG, logger="memory_implementations.config"):
+        check_env_names([*settings, *documented, *OTHER_READERS, *CONVENTIONAL, "PATH"], MemoryConfig.model_fields)
+    assert caplog.records == []
 
 
 # --- config/default.toml and config/example.env ---------------------------------------------------

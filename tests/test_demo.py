@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -10,6 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+
+from memory_implementations.composer import compose
+from memory_implementations.context import ComprehensiveContext
+from memory_implementations.demo.sections import allotment
+from memory_implementations.demo.view import DemoView
+from memory_implementations.tokens import get_tokenizer
 
 RUN_TIMEOUT_S = 240
 
@@ -57,7 +66,8 @@ def test_first_run_shows_context_supersession_recall_and_outage(two_runs):
     assert "No previous run found: this is run #1" in out
     # every turn shows the composed context with per-section tokens against the budget
     assert out.count("Composed context:") == 9
-    assert "Tokens / budget" in out and "Tier latency (ms):" in out
+    assert "used / allotted" in out and "Tier latency (ms):" in out
+    assert re.search(r"Composed context: \d+ of 900 tokens used, \d+ unused", out)
     # supersession: Lisbon moved to history when Berlin arrived, in the key-value tier
     history = out[out.index("Supersession of 'city'"):]
     assert "Lisbon" in history.split("Turn 8/9")[0]
@@ -98,3 +108,71 @@ def test_reset_forgets_the_previous_runs(fresh_dir):
     assert reset.returncode == 0, reset.stderr[-2000:]
     assert "--reset: forgot the demo user" in reset.stdout
     assert "No previous run found: this is run #1" in reset.stdout
+
+
+# --- the context view, rendered without the servers ---------------------------------------------
+
+LONG_FACT = (
+    "Ada moved from Lisbon to Berlin in December, keeps her dog Biscuit, works on Kafka consumer lag at "
+    "Northwind Logistics and wants concise answers with Python examples whenever the topic is code."
+)
+URL = "https://example.com/" + "a" * 110  # one word longer than the terminal
+
+
+def composed(max_total_tokens: int = 900) -> ComprehensiveContext:
+    """A real composition whose sections need far less than the budget."""
+    items = {
+        "key_value": [{"content": "city: Berlin"}, {"content": "dog: Biscuit"}],
+        "vector_search": [{"content": LONG_FACT, "score": 0.9}, {"content": URL, "score": 0.8}],
+        "recent_conversation": [{"role": "user", "content": "Where do I live these days?"}],
+    }
+    ctx = compose(items, max_total_tokens=max_total_tokens, counter=get_tokenizer("gpt-4o"), sections=list(items))
+    ctx.latency_ms = {"key_value_store": 1.5, "vector_database": 3.25, "compose": 0.5, "total": 4.0}
+    return ctx
+
+
+def render(ctx: ComprehensiveContext, width: int) -> str:
+    console = Console(width=width, file=io.StringIO(), no_color=True, highlight=False, emoji=False)
+    DemoView(console).context(ctx)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def section_line(out: str, name: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith(name + " "))
+
+
+def test_budget_column_shows_the_allotment_not_just_what_was_used() -> None:
+    ctx = composed()
+    section = ctx.sections["key_value"]
+    assert section.tokens < allotment(section)  # the section did not fill its allotment
+    assert section.budget == section.tokens  # (the composer's cap alone would read "25 / 25")
+    out = render(ctx, 100)
+    line = section_line(out, "key_value")
+    assert f"{section.tokens} / {allotment(section)}" in line
+    assert "·" in line  # the gauge is not full
+    # every section's allotment is shown, and together they do not exceed the budget
+    assert sum(allotment(s) for s in ctx.sections.values()) <= ctx.max_total_tokens
+
+
+def test_unused_budget_of_the_whole_context_is_shown() -> None:
+    ctx = composed()
+    out = render(ctx, 100)
+    used = ctx.total_tokens
+    assert 0 < used < 900
+    assert f"Composed context: {used} of 900 tokens used, {900 - used} unused" in out
+
+
+def test_allotment_is_the_reflowed_budget_when_it_exceeds_the_share() -> None:
+    ctx = composed(max_total_tokens=120)  # tight: the long fact does not fit its share
+    section = ctx.sections["vector_search"]
+    assert allotment(section) == max(section.budget, int(section.share))
+    assert f"{section.tokens} / {allotment(section)}" in section_line(render(ctx, 100), "vector_search")
+
+
+def test_at_80_columns_no_line_is_wider_and_recalled_text_is_whole() -> None:
+    out = render(composed(), 80)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    flat = "".join(out.split())  # wrapping only inserts line breaks and indentation
+    for text in (LONG_FACT, URL, "city: Berlin", "Where do I live these days?"):
+        assert "".join(text.split()) in flat, text
+    assert "…" not in out  # nothing was cut short

@@ -16,23 +16,31 @@ RUN_TIMEOUT_S = 300
 
 
 def run_example(name: str, *args: str) -> str:
-    """Run ``examples/<name>`` in a fresh process with its own MEMORY_DATA_DIR; return stdout (fails on rc != 0)."""
+    """Run ``examples/<name>`` as a new user would (no MEMORY_DATA_DIR) with TMPDIR pointed at a fresh dir.
+
+    Returns stdout (fails on rc != 0). The example's scratch data dir must be inside that TMPDIR while it
+    runs and gone afterwards: no directory may be left behind.
+    """
     dropped = ("REDIS_URL", "DATABASE_URL", "OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY")
     env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("MEMORY_")}
+    # tiktoken's download cache is meant to outlive a run: keep it where it normally is
+    env.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(tempfile.gettempdir(), "data-gym-cache"))
     # a private temp dir: pytest's basetemp may be pruned by concurrent pytest sessions
-    with tempfile.TemporaryDirectory(prefix="mi-test-example-") as data_dir:
-        env["MEMORY_DATA_DIR"] = data_dir
+    with tempfile.TemporaryDirectory(prefix="mi-test-example-") as scratch:
+        env["TMPDIR"] = scratch
         proc = subprocess.run(
             [sys.executable, str(EXAMPLES / name), *args],
             capture_output=True,
             text=True,
             timeout=RUN_TIMEOUT_S,
             env=env,
-            cwd=data_dir,
+            cwd=scratch,
             check=False,
         )
         assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
-        assert f"data dir: {data_dir}" in proc.stdout  # it used the temp dir, not the user's data
+        assert f"data dir: {os.path.join(scratch, 'mi-example-')}" in proc.stdout  # a temp dir, not the user's data
+        left = sorted(p.name for p in Path(scratch).iterdir() if p.is_dir())
+        assert left == [], f"{name} left {left} in its temp dir"
     assert "Traceback" not in proc.stderr
     return proc.stdout
 

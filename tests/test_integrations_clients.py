@@ -35,7 +35,7 @@ pytest_plugins = ("conftest_providers", "chat_helpers")
 
 TIERS = [MemoryType.CONVERSATION_BUFFER, MemoryType.KEY_VALUE_STORE]
 MODEL = "gpt-4o-mini"
-GEMINI = "gemini-2.0-flash"
+GEMINI = "gemini-2.5-flash"
 
 
 @pytest.fixture

@@ -175,7 +175,7 @@ def test_approximate_count_and_context_limits() -> None:
     assert get_context_limit("gpt-4") == 8_192 and get_context_limit("gpt-4-turbo-2024-04-09") == 128_000
     assert get_context_limit("openai/gpt-4.1-mini") == 1_047_576
     assert get_context_limit("claude-sonnet-4-5") == 200_000
-    assert get_context_limit("models/gemini-2.0-flash") == 1_048_576
+    assert get_context_limit("models/gemini-2.5-flash") == 1_048_576
     assert get_context_limit("my-local-llama") == 8_192 and get_context_limit("my-local-llama", 32_000) == 32_000
     with pytest.raises(ValidationError) as err:
         get_context_limit("")

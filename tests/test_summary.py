@@ -209,12 +209,17 @@ async def test_budget_reflows_between_summary_and_messages(
     assert summary_tokens > int(300 * 0.3)
     assert tok.count(ctx.text) <= 300
 
-    # no summary content at all: messages get the whole budget
+    # no summary content at all: messages get the whole budget (a summariser that never produces one:
+    # with the fixed one, a background summary could land before the read, depending on the machine)
+    unsummarised = ConversationSummaryMemory(
+        _cfg(base_config), stores=stores, summarizer=FailingSummarizer(), batch_size=BATCH
+    )
+    await unsummarised.initialize()
     other = sid + "-nosummary"
-    await memory.store_many(
+    await unsummarised.store_many(
         [{"session_id": other, "user_id": uid, "role": "user", "content": f"word {i} " * 20} for i in range(30)]
     )
-    ctx2 = await memory.get_context({"session_id": other, "user_id": uid}, max_tokens=400)
+    ctx2 = await unsummarised.get_context({"session_id": other, "user_id": uid}, max_tokens=400)
     assert ctx2.get("summary") == "" and tok.count(ctx2.text) <= 400
     assert tok.count(ctx2.text) > 400 - 60  # within one message of the full budget
 

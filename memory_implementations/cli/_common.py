@@ -36,6 +36,15 @@ def add_common_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
     )
 
 
+def add_dsn_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--dsn``: the PostgreSQL URL, overriding DATABASE_URL / database_url (same for every command)."""
+    parser.add_argument(
+        "--dsn",
+        metavar="DSN",
+        help="PostgreSQL URL (default: DATABASE_URL / MEMORY_DATABASE_URL, else the embedded server)",
+    )
+
+
 def default_log_level() -> str:
     """The CLI's log level when ``--log-level`` is not given."""
     return os.environ.get("MEMORY_LOG_LEVEL") or "INFO"
@@ -78,6 +87,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PENDING",
     "add_common_options",
+    "add_dsn_option",
     "default_log_level",
     "fail",
     "load_config",

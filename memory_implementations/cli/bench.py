@@ -42,6 +42,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..config import MemoryConfig
 from ..errors import ConfigError
+from ..logging import configure_logging
 from ..memories.vector import NOISE_FLOOR
 from ..stores import Stores
 from ..tokens import get_tokenizer
@@ -131,6 +132,17 @@ class BenchSettings:
         """Small sizes for CI / smoke runs (tens of seconds)."""
         return cls(users=50, messages=20, vectors=2000, big_tenant=5000, iterations=200, long_session=1000,
                    store_turns=50)
+
+    @classmethod
+    def smoke(cls) -> BenchSettings:
+        """The smallest useful sizes: checks that everything runs (a few seconds), numbers are rough."""
+        return cls(users=10, messages=10, vectors=500, big_tenant=1000, iterations=50, long_session=200,
+                   store_turns=20)
+
+    def describe(self) -> str:
+        """The sizes in one phrase, for help texts."""
+        return (f"{self.users:,} sessions x {self.messages} messages, {self.vectors:,} fact vectors, a "
+                f"{self.big_tenant:,}-memory tenant, {self.iterations:,} turns per variant")
 
 
 @dataclass
@@ -430,6 +442,8 @@ def bench_config(data_dir: str) -> dict[str, Any]:
         "buffer_window_size": 10,
         "window_size": 10,
         "max_total_tokens": BUDGET,
+        # the corpus is written straight to the tables: no start-up catch-up embedding it during the run
+        "reindex_on_start": False,
     }
 
 
@@ -1052,8 +1066,8 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser, defaults: BenchSettings) -> None:
-    """The benchmark's flags, with ``defaults`` shown."""
+def add_arguments(parser: argparse.ArgumentParser, defaults: BenchSettings, quick: BenchSettings) -> None:
+    """The benchmark's flags, with ``defaults`` shown and ``--quick`` selecting the smaller ``quick`` sizes."""
     parser.add_argument("--users", type=positive_int, default=None,
                         help=f"sessions/users (default {defaults.users})")
     parser.add_argument("--messages", type=positive_int, default=None,
@@ -1066,7 +1080,8 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: BenchSettings) -> N
                         help=f"measured turns per variant (default {defaults.iterations})")
     parser.add_argument("--long-session", type=positive_int, default=None,
                         help=f"length of the long session (default {defaults.long_session})")
-    parser.add_argument("--quick", action="store_true", help="small sizes for CI / smoke runs")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smaller sizes: {quick.describe()} (explicit sizes still win)")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="an empty scratch dir for the embedded servers (default: a fresh temp dir, deleted after)")
     parser.add_argument("--profile", metavar="FILE",
@@ -1075,9 +1090,9 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: BenchSettings) -> N
                         help="update the '## Turn latency' section of FILE (default docs/benchmarks.md)")
 
 
-def settings_from_args(args: argparse.Namespace, defaults: BenchSettings) -> BenchSettings:
-    """Settings from parsed flags; ``--quick`` replaces every size left at its default."""
-    base = BenchSettings.quick() if args.quick else defaults
+def settings_from_args(args: argparse.Namespace, defaults: BenchSettings, quick: BenchSettings) -> BenchSettings:
+    """Settings from parsed flags; ``--quick`` replaces every size left at its default by ``quick``'s."""
+    base = quick if args.quick else defaults
     picked: dict[str, Any] = {}
     for name in ("users", "messages", "vectors", "big_tenant", "iterations", "long_session"):
         value = getattr(args, name)
@@ -1091,9 +1106,9 @@ def settings_from_args(args: argparse.Namespace, defaults: BenchSettings) -> Ben
     )
 
 
-def run_cli(args: argparse.Namespace, defaults: BenchSettings) -> int:
+def run_cli(args: argparse.Namespace, defaults: BenchSettings, quick: BenchSettings) -> int:
     """Run with parsed flags: print the markdown table, optionally write the docs section."""
-    settings = settings_from_args(args, defaults)
+    settings = settings_from_args(args, defaults, quick)
     result = run_async(run_benchmark(settings))
     body = render_markdown(result)
     print(body)
@@ -1103,20 +1118,43 @@ def run_cli(args: argparse.Namespace, defaults: BenchSettings) -> int:
     return EXIT_OK
 
 
+# `memory-orchestrator bench`: quick sizes by default (tens of seconds), --quick for a smoke run;
+# the full sizes are benchmarks/turn_latency.py's default
+CLI_DEFAULTS = BenchSettings.quick()
+CLI_QUICK = BenchSettings.smoke()
+
+
+def cli_settings(args: argparse.Namespace) -> BenchSettings:
+    """The settings ``memory-orchestrator bench`` runs with for parsed ``args``."""
+    return settings_from_args(args, CLI_DEFAULTS, CLI_QUICK)
+
+
+def quiet_library(args: argparse.Namespace) -> None:
+    """Keep the library's INFO lines out of the report unless ``--log-level`` / MEMORY_LOG_LEVEL asks for them."""
+    if not getattr(args, "log_level", None) and not os.environ.get("MEMORY_LOG_LEVEL"):
+        configure_logging("WARNING")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``memory-orchestrator bench``."""
+    quiet_library(args)
+    return run_cli(args, CLI_DEFAULTS, CLI_QUICK)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``bench`` subcommand (a quick run unless sizes are given)."""
+    """Add the ``bench`` subcommand (quick sizes by default, ``--quick`` for a smoke run)."""
     parser = subparsers.add_parser(
         "bench",
-        help="measure per-turn context latency against raw Redis/pgvector floors (quick sizes)",
+        help="measure per-turn context latency against raw Redis/pgvector floors (about 30 s)",
         description="Per-turn latency of get_comprehensive_context against raw Redis/pgvector floors, on fresh "
-        "embedded servers in a temporary directory. Quick sizes unless given; full size: "
-        "python benchmarks/turn_latency.py.",
+        f"embedded servers in a temporary directory (deleted afterwards). Default sizes: {CLI_DEFAULTS.describe()} "
+        f"(tens of seconds); --quick: {CLI_QUICK.describe()} (a few seconds, rough numbers). Progress goes to "
+        "stderr, the markdown report to stdout; library log lines only with --log-level.",
         epilog="Full-size run: python benchmarks/turn_latency.py (see benchmarks/README.md).",
     )
-    quick = BenchSettings.quick()
-    add_arguments(parser, quick)
+    add_arguments(parser, CLI_DEFAULTS, CLI_QUICK)
     add_common_options(parser)
-    parser.set_defaults(handler=lambda args: run_cli(args, quick))
+    parser.set_defaults(handler=run)
 
 
 __all__ = [
@@ -1124,8 +1162,11 @@ __all__ = [
     "BenchSettings",
     "Floors",
     "add_arguments",
+    "cli_settings",
+    "quiet_library",
     "register",
     "render_markdown",
+    "run",
     "run_benchmark",
     "run_cli",
     "update_docs",

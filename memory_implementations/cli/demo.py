@@ -16,8 +16,9 @@ EPILOG = """examples:
   memory-orchestrator demo --data-dir /tmp/d   keep the demo's data somewhere else
 
 The demo starts an embedded Redis and PostgreSQL + pgvector (no server, no API key), plays a scripted
-conversation over several sessions and shows, after every turn, the composed context: each section's
-tokens against its budget, what it recalled and from which tier, and each tier's latency."""
+conversation over several sessions and shows, after every turn, the composed context: the tokens used
+and left unused, each section's tokens against its allotment, what it recalled and from which tier
+(wrapped to the terminal's width), and each tier's latency."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

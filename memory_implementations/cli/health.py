@@ -23,12 +23,21 @@ from ..stores import Stores
 from ..stores.embedded import start_postgres_async, start_redis_async
 from ..stores.migrations import SCHEMA_VERSION, current_version, inspect_dimension, mismatch_error
 from ..types import HealthState, HealthStatus, MemoryType, Stopwatch
-from ._common import EXIT_ERROR, EXIT_OK, EXIT_PENDING, add_common_options, load_config, run_async
+from ._common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PENDING,
+    add_common_options,
+    add_dsn_option,
+    load_config,
+    run_async,
+)
 
 EPILOG = """examples:
   memory-orchestrator health
   memory-orchestrator health --json | jq .status
   REDIS_URL=redis://cache:6379/0 DATABASE_URL=postgresql://... memory-orchestrator health
+  memory-orchestrator health --dsn postgresql://user:PASSWORD@db:5432/postgres
 
 exit status: 0 healthy, 1 degraded (Redis down or schema not migrated: PostgreSQL still holds the
 record), 2 unhealthy (PostgreSQL down, or memory_vectors holds vectors of another dimension than the
@@ -48,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="connect timeout (default 3)")
+    add_dsn_option(parser)
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -235,7 +245,7 @@ def render_health(report: Mapping[str, Any], *, as_json: bool = False) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``memory-orchestrator health``."""
-    config = load_config(args)
+    config = load_config(args, database_url=args.dsn)
     report = run_async(compute_health(config, connect_timeout=args.timeout))
     print(render_health(report, as_json=args.json))
     return health_exit_code(report)

@@ -11,11 +11,11 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from ..config import MemoryConfig
-from ..errors import BackendUnavailable
-from ..service.auth import ApiKey, KeyStore
+from ..errors import BackendUnavailable, ValidationError
+from ..service.auth import ApiKey, KeyStore, key_users
 from ..service.settings import ServiceSettings
 from ..stores.migrations import migrate
-from ._common import EXIT_OK, add_common_options, load_config, run_async
+from ._common import EXIT_OK, add_common_options, add_dsn_option, load_config, run_async
 
 EPILOG = """examples:
   memory-orchestrator keys create --user alice
@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dsn", metavar="DSN", help="PostgreSQL URL (default: DATABASE_URL, else the embedded server)")
+    add_dsn_option(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_common_options(parser)
 
@@ -119,7 +119,8 @@ async def _with_store(config: MemoryConfig, dsn_arg: str | None) -> tuple[AsyncC
 async def create_key(
     config: MemoryConfig, users: Sequence[str], *, admin: bool = False, name: str = "", dsn: str | None = None
 ) -> tuple[str, ApiKey]:
-    """Create a key; return ``(secret, record)``."""
+    """Create a key; return ``(secret, record)``. The users are checked before any database is opened."""
+    key_users(users, admin=admin)
     pool, store = await _with_store(config, dsn)
     try:
         return await store.create(users, admin=admin, name=name)
@@ -137,7 +138,9 @@ async def list_keys(config: MemoryConfig, *, active_only: bool = False, dsn: str
 
 
 async def revoke_key(config: MemoryConfig, ident: str, *, dsn: str | None = None) -> ApiKey:
-    """Revoke a key by id or prefix."""
+    """Revoke a key by id or prefix (an empty one is refused before any database is opened)."""
+    if not ident.strip():
+        raise ValidationError("give the key's id or its 8-character prefix", field="ident")
     pool, store = await _with_store(config, dsn)
     try:
         return await store.revoke(ident)

@@ -10,7 +10,15 @@ from ..logging import mask_text
 from ..providers.embedding_dim import configured_embedding_dim, describe_embedder
 from ..stores.embedded import start_postgres_async
 from ..stores.migrations import MigrationReport, migrate
-from ._common import EXIT_OK, EXIT_PENDING, add_common_options, load_config, positive_int, run_async
+from ._common import (
+    EXIT_OK,
+    EXIT_PENDING,
+    add_common_options,
+    add_dsn_option,
+    load_config,
+    positive_int,
+    run_async,
+)
 
 EPILOG = """examples:
   memory-orchestrator migrate
@@ -52,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dsn", metavar="DSN", help="PostgreSQL URL (default: DATABASE_URL, else the embedded server)")
+    add_dsn_option(parser)
     parser.add_argument(
         "--embedding-dim",
         metavar="N",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 
-from ._common import EXIT_OK, add_common_options, default_log_level, fail, load_config
+from ._common import EXIT_OK, add_common_options, add_dsn_option, default_log_level, fail, load_config
 
 EPILOG = """examples:
   memory-orchestrator serve
       127.0.0.1:8080; embedded Redis + PostgreSQL in data_dir when REDIS_URL / DATABASE_URL are unset
   memory-orchestrator serve --host 0.0.0.0 --port 9000 --config /etc/memory/config.toml
   MEMORY_SERVICE_RATE_LIMIT_PER_SECOND=20 MEMORY_SERVICE_RATE_LIMIT_BURST=40 memory-orchestrator serve
+  memory-orchestrator serve --dsn postgresql://user:PASSWORD@db:5432/postgres
+      this PostgreSQL instead of DATABASE_URL / the embedded one
   memory-orchestrator serve --insecure-dev
       no API keys (development only; logged loudly at start-up)
 
@@ -38,8 +42,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--log-format", choices=("json", "console"), default="json", help="log line format (default: json)"
     )
+    add_dsn_option(parser)
     add_common_options(parser)
     parser.set_defaults(handler=run)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound right now (one line), or None when it can; 0 always can."""
+    if port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn picks it
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} on {host} is already in use by another process: stop it or choose another --port"
+        reason = exc.strerror or str(exc)
+        return f"cannot listen on {host}:{port} (--host/--port): {reason}"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,8 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         return fail(f"--port must be between 0 and 65535, got {args.port}")
+    problem = port_problem(args.host, args.port)  # before any server (embedded ones included) starts
+    if problem:
+        return fail(problem)
     configure_logging(getattr(args, "log_level", None) or default_log_level(), json=args.log_format == "json")
-    config = load_config(args)
+    config = load_config(args, database_url=args.dsn)
     overrides = {"auth": "disabled"} if args.insecure_dev else {}
     settings = ServiceSettings.load(**overrides)
     app = create_app(config, settings=settings)
@@ -79,4 +104,4 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if server.started else fail("the server did not start (see the log above)")
 
 
-__all__ = ["register", "run"]
+__all__ = ["port_problem", "register", "run"]

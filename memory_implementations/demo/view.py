@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..context import ComprehensiveContext
+from .sections import LEGEND, sections_view, summary_line
 
 TIER_LABELS = {
     "conversation_buffer": "buffer",
@@ -37,14 +38,6 @@ def short(text: str, limit: int = 72) -> str:
     """One line of at most ``limit`` characters."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def bar(used: int, budget: int, width: int = 10) -> str:
-    """A small text gauge of ``used`` against ``budget``."""
-    if budget <= 0:
-        return "·" * width
-    filled = min(width, round(width * used / budget))
-    return "█" * filled + "·" * (width - filled)
 
 
 @dataclass(frozen=True)
@@ -87,6 +80,7 @@ class DemoView:
     def __init__(self, console: Console) -> None:
         """Print to ``console``."""
         self.console = console
+        self._legend_shown = False
 
     def banner(self, *, data_dir: str, run: int, previous: Mapping[str, Any] | None, providers: str) -> None:
         """The opening panel: where data lives, which run this is."""
@@ -116,30 +110,12 @@ class DemoView:
         self.console.print(Text.assemble(("Ada: ", "bold"), user))
 
     def context(self, ctx: ComprehensiveContext) -> None:
-        """Sections with tokens against budget, what each recalled, and tier latencies."""
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
-        table.add_column("Section", no_wrap=True)
-        table.add_column("From tier", no_wrap=True)
-        table.add_column("Tokens / budget", justify="right", no_wrap=True)
-        table.add_column("", no_wrap=True)
-        table.add_column("Recalled (best first)")
-        for name, section in ctx.sections.items():
-            tiers = ", ".join(TIER_LABELS.get(t, t) for t in section.tiers) or "-"
-            contents = section.contents
-            shown = "\n".join(short(c) for c in contents[:3]) or "(nothing)"
-            if len(contents) > 3:
-                shown += f"\n… and {len(contents) - 3} more"
-            gauge = bar(section.tokens, section.budget)
-            table.add_row(name, tiers, f"{section.tokens} / {section.budget}", gauge, shown)
-        total = ctx.token_counts.get("messages", ctx.total_tokens)
-        self.console.print(
-            Text(
-                f"Composed context: {total} of {ctx.max_total_tokens} tokens "
-                f"(tokenizer {ctx.tokenizer_method or '?'}), {len(ctx.sections)} sections",
-                style="bold",
-            )
-        )
-        self.console.print(table)
+        """Sections with tokens used against their allotment, what each recalled, the unused budget, latencies."""
+        self.console.print(summary_line(ctx))
+        if not self._legend_shown:
+            self._legend_shown = True
+            self.console.print(Text(LEGEND, style="dim italic"))
+        self.console.print(sections_view(ctx, TIER_LABELS))
         self.console.print(Text("Tier latency (ms): " + latency_line(ctx.latency_ms), style="dim"))
         if ctx.degraded:
             for tier, reason in ctx.degraded.items():
@@ -201,4 +177,4 @@ def _ts(value: Any) -> str:
     return str(value)[:19].replace("T", " ") if value else ""
 
 
-__all__ = ["DemoView", "Found", "bar", "find_fact", "latency_line", "make_console", "short"]
+__all__ = ["DemoView", "Found", "find_fact", "latency_line", "make_console", "short"]

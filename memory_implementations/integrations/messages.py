@@ -189,7 +189,7 @@ def get_context_limit(model: str, default: int = DEFAULT_CONTEXT_LIMIT) -> int:
     """The context window of ``model`` in tokens (longest known name prefix), else ``default``."""
     if not isinstance(model, str) or not model.strip():
         raise ValidationError("'model' must be a non-empty string", field="model")
-    name = model.strip().lower().rsplit("/", 1)[-1]  # "openai/gpt-4o", "models/gemini-2.0-flash"
+    name = model.strip().lower().rsplit("/", 1)[-1]  # "openai/gpt-4o", "models/gemini-2.5-flash"
     best = max((p for p, _ in CONTEXT_LIMITS if name.startswith(p)), key=len, default=None)
     return dict(CONTEXT_LIMITS)[best] if best is not None else default
 

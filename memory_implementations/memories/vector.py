@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from ..base import BaseMemory
 from ..composer import ROLE_LABELS, TokenCounter, grouped_lines, normalize_content
 from ..errors import BackendUnavailable, Conflict, NotFound, SchemaMismatch, ValidationError
+from ..explain import preview
 from ..providers import Embedder, build_embedder
 from ..providers.embedding_dim import configured_embedding_dim, describe_embedder
 from ..stores.migrations import embedding_type
@@ -488,10 +489,12 @@ class VectorDatabaseMemory(BaseMemory):
             _, backend = await self._ready()
             results = [_result(h, 0.0, ("recent",)) for h in await backend.recent(scope, count=self._k(kw["k"]))]
             mode = "recent"
-        return self._render(results, budget, mode=mode, entities=entities, latency=watch)
+        return self._render(results, budget, mode=mode, entities=entities, latency=watch,
+                            explain=f.get("explain") is True)
 
     def _render(
-        self, results: list[SearchResult], budget: int, *, mode: str, entities: list[str], latency: Stopwatch
+        self, results: list[SearchResult], budget: int, *, mode: str, entities: list[str], latency: Stopwatch,
+        explain: bool = False,
     ) -> MemoryContext:
         """Items best first within ``budget`` (partners after hits), listed newest first, each exchange in order."""
         tok = self._counter()
@@ -527,6 +530,10 @@ class VectorDatabaseMemory(BaseMemory):
         out = [header, *grouped_lines((m.group, m.line) for m in kept)] if kept else []
         text = "\n".join(out)
         items = [m.item(tok.count(m.content)) for m in kept]
+        extra: dict[str, Any] = {"results": [m.result.as_dict() for m in kept if m.partner_of is None], "mode": mode,
+                                 "entities": entities, "candidates": len(results)}
+        if explain:
+            extra["explain"] = _explain_search(mode, entities, [*lines, *partners], {m.id for m in kept}, budget)
         return MemoryContext(
             memory_type=self.memory_type,
             items=items,
@@ -534,8 +541,7 @@ class VectorDatabaseMemory(BaseMemory):
             token_count=tok.count_parts([(line, "\n") for line in out[:-1]] + [(out[-1], "")]) if out else 0,
             latency_ms=round(latency.ms, 3),
             truncated=truncated,
-            extra={"results": [m.result.as_dict() for m in kept if m.partner_of is None], "mode": mode,
-                   "entities": entities, "candidates": len(results)},
+            extra=extra,
         )
 
     def _counter(self) -> TokenCounter:
@@ -824,6 +830,23 @@ class _RenderedMemory:
         else:
             out.update(metadata=r.metadata, similarity=r.similarity, rank_score=r.score, sources=list(r.sources))
         return out
+
+
+def _explain_search(
+    mode: str, entities: list[str], lines: list[_RenderedMemory], kept: set[str], budget: int
+) -> dict[str, Any]:
+    """The search's part of an explanation: every memory it returned (and partner turn), best first."""
+    rows = []
+    for m in sorted(lines, key=lambda m: -m.score):
+        r = m.result
+        row: dict[str, Any] = {"id": m.id, "content": preview(m.prefix + m.content), "score": round(m.score, 6),
+                               "status": "kept" if m.id in kept else "tier_budget"}
+        if m.partner_of is None:
+            row.update(similarity=r.similarity, sources=list(r.sources))
+        else:
+            row.update(kind="partner", partner_of=m.partner_of)
+        rows.append(row)
+    return {"mode": mode, "entities": entities, "tier_budget": budget, "search": rows}
 
 
 def _clean_terms(terms: Sequence[str] | str | None) -> list[str]:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from ..config import MemoryConfig
 from . import routes_context, routes_health, routes_kv, routes_memories, routes_sessions, routes_tiers
+from .docs import install_docs
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware, RequestContextMiddleware
 from .settings import ServiceSettings
@@ -51,8 +52,11 @@ def create_app(
         version=_version(),
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs with local assets (no CDN)
+        redoc_url=None,
     )
     app.state.service = state
+    install_docs(app)
     install_error_handlers(app)
     for module in (routes_health, routes_context, routes_sessions, routes_memories, routes_kv, routes_tiers):
         app.include_router(module.router)

@@ -170,6 +170,14 @@ def _clean_users(users: Iterable[str]) -> list[str]:
     return out
 
 
+def key_users(users: Iterable[str], *, admin: bool = False) -> list[str]:
+    """The de-duplicated users of a new key; ValidationError (field ``users``) when there are none and no admin."""
+    clean = _clean_users(users)
+    if not clean and not admin:
+        raise ValidationError("a key needs at least one --user, or --admin", field="users")
+    return clean
+
+
 class KeyStore:
     """API keys in PostgreSQL's ``memory_api_keys`` (through a psycopg async pool)."""
 
@@ -180,9 +188,7 @@ class KeyStore:
 
     async def create(self, users: Sequence[str], *, admin: bool = False, name: str = "") -> tuple[str, ApiKey]:
         """Create a key for ``users`` (or an admin key); return ``(secret_key, stored_record)``."""
-        clean = _clean_users(users)
-        if not clean and not admin:
-            raise ValidationError("a key needs at least one --user, or --admin", field="users")
+        clean = key_users(users, admin=admin)
         key, prefix = generate_key()
         try:
             async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -334,6 +340,7 @@ __all__ = [
     "Principal",
     "generate_key",
     "hash_key",
+    "key_users",
     "parse_key",
     "presented_key",
     "verify_key",

@@ -38,7 +38,7 @@ async def post_context(body: ContextIn, principal: PrincipalDep, state: StateDep
         memory_types=list(body.memory_types) if body.memory_types is not None else None,
     )
     watch = Stopwatch()
-    ctx = await orchestrator.get_comprehensive_context(req)
+    ctx = await orchestrator.get_comprehensive_context(req, explain=body.explain)
     record_context_metrics(state, ctx, watch.ms)
     return JSONResponse(ctx.to_dict())  # already JSON-ready: skip FastAPI's re-encoding on the hot path
 

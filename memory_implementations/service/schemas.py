@@ -32,6 +32,7 @@ class ContextIn(_Body):
     weights: dict[str, float] | None = Field(None, description="Per-section weights overriding the server's.")
     filters: dict[str, Any] = Field(default_factory=dict, description="Metadata filters for vector search.")
     memory_types: list[MemoryType] | None = Field(None, description="Only these tiers answer.")
+    explain: bool = Field(False, description="Add `explanation`: every candidate's fate and why, per section and tier.")
 
     model_config = ConfigDict(
         extra="forbid",

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from .. import exit_guard
 from .._json import loads as fast_loads
 from ..background import BackgroundWorker
 from ..config import MemoryConfig
@@ -51,6 +52,7 @@ class Stores:
     # who fixed ``embedding_dim`` for this process (None: opened by tiers that never embed)
     _dim_owner: str | None = field(default=None, repr=False)
     _dim_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _teardown: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def redis_batch(self) -> RedisBatcher:
@@ -83,15 +85,27 @@ class Stores:
             started = await asyncio.gather(
                 embedded.start_redis_async(cfg.data_dir) if not redis_url else _none(),
                 embedded.start_postgres_async(cfg.data_dir) if not dsn else _none(),
+                return_exceptions=True,
             )
-            emb_redis, emb_pg = started
+            got_redis, got_pg = started
+            emb_redis = got_redis if isinstance(got_redis, embedded.EmbeddedRedis) else None
+            emb_pg = got_pg if isinstance(got_pg, embedded.EmbeddedPostgres) else None
+            failed = next((r for r in started if isinstance(r, BaseException)), None)
+            if failed is not None:
+                _stop_started(emb_redis)
+                raise failed
         if emb_pg is not None:
             dsn = emb_pg.dsn
         assert dsn is not None
         client = _redis_client(cfg, redis_url, emb_redis)
         report = None
         if cfg.auto_migrate:
-            report = await migrate(dsn, embedding_dim=embedding_dim, config=cfg, wanted_by=owner)
+            try:
+                report = await migrate(dsn, embedding_dim=embedding_dim, config=cfg, wanted_by=owner)
+            except BaseException:
+                await client.aclose()
+                _stop_started(emb_redis)
+                raise
         pool = AsyncConnectionPool(
             dsn,
             min_size=cfg.pg_pool_min,
@@ -105,6 +119,7 @@ class Stores:
             await pool.open(wait=True, timeout=15)
         except Exception as exc:
             await client.aclose()
+            _stop_started(emb_redis)
             raise BackendUnavailable(f"cannot open the PostgreSQL pool: {exc}", field="database_url") from exc
         dim = dim_of(report.embedding_type) if report else await _table_dim(pool)
         dim = dim or embedding_dim or configured_embedding_dim(cfg)
@@ -121,6 +136,8 @@ class Stores:
             worker=BackgroundWorker(cfg.background_concurrency),
             _dim_owner=owner if dim == embedding_dim else None,
         )
+        exit_guard.watch(stores.worker)  # warns at exit about jobs dropped without close()
+        stores._teardown = exit_guard.on_loop_teardown(stores._release_at_teardown)
         log.info(
             "stores_open",
             redis=emb_redis.data_file if emb_redis else "external",
@@ -183,9 +200,18 @@ class Stores:
         if self._closed:
             return
         self._closed = True
+        exit_guard.release(self.worker)
+        if self._teardown is not None:
+            self._teardown.cancel()
         await self.worker.close()
         await self.redis.aclose()
         await self.pg.close()
+
+    async def _release_at_teardown(self) -> None:
+        """The event loop ends and ``close()`` never ran: close the pools (their tasks would hang the exit)."""
+        if self._closed:
+            return
+        await asyncio.gather(self.pg.close(timeout=2), self.redis.aclose(), return_exceptions=True)
 
     async def __aenter__(self) -> Stores:
         return self
@@ -196,6 +222,16 @@ class Stores:
 
 async def _none() -> None:
     return None
+
+
+def _stop_started(emb: embedded.EmbeddedRedis | None) -> None:
+    """Stop an embedded Redis that this failed ``Stores.open`` started (one it reused is left alone)."""
+    if emb is None or not emb.started:
+        return
+    try:
+        emb.stop()
+    except Exception as exc:  # the open's own error is the one to report
+        log.warning("embedded_redis_stop_failed", error=str(exc))
 
 
 def _describe_dim(cfg: MemoryConfig, dim: int) -> str:
@@ -231,8 +267,11 @@ def _redis_client(cfg: MemoryConfig, url: str | None, emb: embedded.EmbeddedRedi
         "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2),
     }
     if emb is not None:
-        return aioredis.Redis(unix_socket_path=emb.socket_path, **common)
+        # named, so that at exit the embedded server can tell this process's connections from others'
+        return aioredis.Redis(unix_socket_path=emb.socket_path, client_name=embedded.CLIENT_NAME, **common)
     assert url is not None
+    if url.startswith("unix://") and embedded.is_embedded_socket(url.removeprefix("unix://").split("?")[0]):
+        common["client_name"] = embedded.CLIENT_NAME
     return aioredis.Redis.from_url(url, **common)
 
 
