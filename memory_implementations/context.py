@@ -138,6 +138,22 @@ class ComprehensiveContext(Mapping[str, Any]):
             return [dict(m) for m in self.messages[1:]]
         return [dict(m) for m in self.messages]
 
+    def chat(self, query: str | None = None, *, system_prompt: str | None = None, format: str = "openai") -> Any:
+        """The request to send: memory, then the user's ``query`` (default: this context's query) last.
+
+        ``messages`` is the memory alone (system message + recent conversation); this adds the new
+        question, exactly as ``orchestrator.turn(...).messages`` does. ``format="anthropic"`` gives
+        ``{"system": ..., "messages": [...]}``; ``system_prompt`` is merged into the system message.
+        """
+        from .integrations.tools import render_prompt
+
+        text = self.query if query is None else query
+        if not isinstance(text, str) or not text.strip():
+            from .errors import ValidationError
+
+            raise ValidationError("'query' must be a non-empty string: the question to send", field="query")
+        return render_prompt(self, text, format=format, system_prompt=system_prompt)  # type: ignore[arg-type]
+
     def anthropic(self) -> dict[str, Any]:
         """Anthropic Messages API form: ``{"system": str, "messages": [...]}`` (first message is the user's)."""
         return {"system": self.anthropic_system, "messages": [dict(m) for m in self.anthropic_messages]}
