@@ -148,3 +148,42 @@ async def test_runnable_with_message_history_accumulates_per_session(base_config
     assert texts(await other_history.aget_messages()) == [("human", "Who am I?"), ("ai", "Hello stranger.")]
     await other_history.aclear()
     await other_history.aclose()
+
+
+@pytest.mark.filterwarnings("ignore:RunnableWithMessageHistory is deprecated")
+async def test_sync_invokes_share_one_private_loop_per_source(base_config: dict[str, Any], stores: Stores,
+                                                              uid: str, sid: str) -> None:
+    """The documented ``lambda session_id: MemoryChatMessageHistory(...)`` builds a history per call; their
+    sync methods must share one loop thread (and one copy of the tier), not start one per call."""
+    import threading
+
+    from memory_implementations.orchestrator import MemoryOrchestrator
+
+    orchestrator = MemoryOrchestrator({**base_config, "warm_up": False, "enabled_memories": ["conversation_buffer"]},
+                                      stores=stores)
+    histories: list[MemoryChatMessageHistory] = []
+
+    def get_session_history(session_id: str) -> MemoryChatMessageHistory:
+        histories.append(MemoryChatMessageHistory(session_id, orchestrator, user_id=uid))
+        return histories[-1]
+
+    model = GenericFakeChatModel(messages=iter(["One.", "Two.", "Three."]))
+    prompt = ChatPromptTemplate.from_messages([MessagesPlaceholder("history"), ("human", "{question}")])
+    runnable = RunnableWithMessageHistory(prompt | model, get_session_history, input_messages_key="question",
+                                          history_messages_key="history")
+
+    def portal_threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "memory-chat-history")
+
+    before = portal_threads()
+    for question in ("a?", "b?", "c?"):
+        await asyncio.to_thread(runnable.invoke, {"question": question}, {"configurable": {"session_id": sid}})
+    assert len(histories) >= 3  # a new history per call ...
+    assert portal_threads() == before + 1  # ... one loop thread for all of them
+    assert len(await histories[-1].aget_messages()) == 6
+    histories[-1].close()  # stops the shared portal; a later sync call starts a fresh one
+    assert portal_threads() == before
+    assert len(await asyncio.to_thread(lambda: histories[0].messages)) == 6
+    histories[0].close()
+    await histories[0].aclear()
+    await orchestrator.close()

@@ -11,6 +11,8 @@ offer no per-message delete: message ids change and a writer racing on the same 
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -24,6 +26,7 @@ from ..memories.buffer import ConversationBufferMemory
 from ..memories.summary import ConversationSummaryMemory
 from ..orchestrator import MemoryOrchestrator
 from ..types import ROLES, MemoryType, Message
+from ._portal import Portal
 
 #: What a chat store / history may be built on.
 ConversationSource = MemoryOrchestrator | BaseMemory | Mapping[str, Any] | MemoryConfig | None
@@ -79,6 +82,35 @@ def tier_factory(tier: ConversationTier) -> Callable[[], Awaitable[ConversationT
         return fresh
 
     return make
+
+
+_SHARED: weakref.WeakKeyDictionary[Any, Portal[Any]] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_tier_portal(tier: ConversationTier, *, name: str) -> Portal[ConversationTier]:
+    """The one private loop thread (with its own copy of ``tier``) that every sync wrapper of ``tier`` uses.
+
+    Frameworks build a wrapper per call (LangChain's ``get_session_history`` lambda): one portal per
+    wrapper would start a thread and open connections per call and never close them. It lives as long
+    as ``tier`` (a daemon thread; its tier is closed by ``close_shared_portal`` or at exit).
+    """
+    with _SHARED_LOCK:
+        portal = _SHARED.get(tier)
+        if portal is None:
+            async def close(copy: ConversationTier) -> None:
+                await copy.close()
+
+            portal = _SHARED[tier] = Portal(tier_factory(tier), close, name=name)
+        return portal
+
+
+def close_shared_portal(tier: ConversationTier) -> None:
+    """Stop ``tier``'s shared portal (closing its copy of the tier); the next sync call starts a new one."""
+    with _SHARED_LOCK:
+        portal = _SHARED.pop(tier, None)
+    if portal is not None:
+        portal.close()
 
 
 def require_session(key: Any) -> str:

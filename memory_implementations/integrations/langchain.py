@@ -14,8 +14,8 @@ store, async methods use the given tier on the caller's loop and sync ones a pri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from ..errors import ValidationError
 from ..types import Message
@@ -23,16 +23,20 @@ from ._conversation import (
     META_KEY,
     Conversations,
     ConversationSource,
+    ConversationTier,
+    close_shared_portal,
     dict_to_item,
     item_to_dict,
     json_safe,
     normalise_role,
     require_session,
     resolve_tier,
+    shared_tier_portal,
     text_of_content,
-    tier_factory,
 )
 from ._portal import Portal
+
+T = TypeVar("T")
 
 try:  # optional: the [langchain] extra
     from langchain_core.chat_history import BaseChatMessageHistory
@@ -115,15 +119,17 @@ class MemoryChatMessageHistory(_Base):
         self.native = LANGCHAIN_AVAILABLE
         self._tier, self._owned = resolve_tier(memory)
         self._conversations = Conversations(self._tier, user_id)
-        make_tier = tier_factory(self._tier)
+        # sync calls run on one private loop per source tier, shared by every history of it
+        self._portal: Portal[ConversationTier] = shared_tier_portal(self._tier, name="memory-chat-history")
 
-        async def make() -> Conversations:
-            return Conversations(await make_tier(), user_id)
+    def _sync(self, op: Callable[[Conversations], Awaitable[T]]) -> T:
+        """Run ``op`` on the shared portal's copy of the tier (sync methods)."""
+        user_id = self.user_id
 
-        async def close(conv: Conversations) -> None:
-            await conv.tier.close()
+        async def run(tier: ConversationTier) -> T:
+            return await op(Conversations(tier, user_id))
 
-        self._portal: Portal[Conversations] = Portal(make, close, name="memory-chat-history")
+        return self._portal.call(run)
 
     # conversions -------------------------------------------------------------------------------
     def _items(self, messages: Sequence[Any]) -> list[dict[str, Any]]:
@@ -154,7 +160,7 @@ class MemoryChatMessageHistory(_Base):
         async def op(conv: Conversations) -> list[Message]:
             return await conv.get(session)
 
-        return self._out(self._portal.call(op))
+        return self._out(self._sync(op))
 
     async def aget_messages(self) -> list[Any]:
         """Every message of the session, oldest first."""
@@ -172,7 +178,7 @@ class MemoryChatMessageHistory(_Base):
         async def op(conv: Conversations) -> None:
             await conv.add(session, items)
 
-        self._portal.call(op)
+        self._sync(op)
 
     async def aadd_messages(self, messages: Sequence[Any]) -> None:
         """Async :meth:`add_messages`."""
@@ -185,7 +191,7 @@ class MemoryChatMessageHistory(_Base):
         async def op(conv: Conversations) -> int:
             return await conv.clear(session)
 
-        self._portal.call(op)
+        self._sync(op)
 
     async def aclear(self) -> None:
         """Async :meth:`clear`."""
@@ -193,14 +199,14 @@ class MemoryChatMessageHistory(_Base):
 
     # lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the sync portal (and its tier)."""
-        self._portal.close()
+        """Stop the sync portal of this history's source (shared by every history of that source)."""
+        close_shared_portal(self._tier)
 
     async def aclose(self) -> None:
         """Close the tier this history built (not one passed in) and the sync portal."""
         if self._owned:
             await self._tier.close()
-        await asyncio.to_thread(self._portal.close)
+        await asyncio.to_thread(close_shared_portal, self._tier)
 
 
 __all__ = ["LANGCHAIN_AVAILABLE", "MemoryChatMessageHistory"]
